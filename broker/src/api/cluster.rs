@@ -1,0 +1,149 @@
+//! Cluster-level APIs: DescribeCluster, FindCoordinator, InitProducerId, DescribeLogDirs.
+
+use std::sync::Arc;
+
+use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
+use kafka_protocol::messages::describe_log_dirs_response::{
+    DescribeLogDirsPartition, DescribeLogDirsResult, DescribeLogDirsTopic,
+};
+use kafka_protocol::messages::find_coordinator_response::Coordinator;
+use kafka_protocol::messages::{
+    BrokerId, DescribeClusterRequest, DescribeClusterResponse, DescribeLogDirsRequest,
+    DescribeLogDirsResponse, FindCoordinatorRequest, FindCoordinatorResponse,
+    InitProducerIdRequest, InitProducerIdResponse, ProducerId, TopicName,
+};
+
+use super::{str_bytes, KafkaError, RequestContext};
+use crate::broker::Broker;
+
+pub fn describe_cluster(
+    broker: &Arc<Broker>,
+    _req: DescribeClusterRequest,
+    _ctx: &RequestContext,
+) -> DescribeClusterResponse {
+    let image = broker.metadata.image();
+    DescribeClusterResponse::default()
+        .with_cluster_id(str_bytes(&broker.cluster_id))
+        .with_controller_id(BrokerId(broker.config.node_id))
+        .with_endpoint_type(1)
+        .with_brokers(
+            image
+                .brokers
+                .values()
+                .map(|b| {
+                    DescribeClusterBroker::default()
+                        .with_broker_id(BrokerId(b.node_id))
+                        .with_host(str_bytes(&b.host))
+                        .with_port(b.port)
+                        .with_rack(b.rack.as_ref().map(str_bytes))
+                })
+                .collect(),
+        )
+}
+
+const GROUP_KEY: i8 = 0;
+
+pub fn find_coordinator(
+    broker: &Arc<Broker>,
+    req: FindCoordinatorRequest,
+    ctx: &RequestContext,
+) -> FindCoordinatorResponse {
+    // Every group's coordinator is this node; transactions are not supported yet.
+    let answer = |key: &str| -> Coordinator {
+        let c = Coordinator::default().with_key(str_bytes(key));
+        if req.key_type != GROUP_KEY {
+            return c
+                .with_error_code(KafkaError::CoordinatorNotAvailable.code())
+                .with_error_message(Some(str_bytes(
+                    "Transactions are not supported by this broker yet",
+                )))
+                .with_node_id(BrokerId(-1))
+                .with_port(-1);
+        }
+        c.with_node_id(BrokerId(broker.config.node_id))
+            .with_host(str_bytes(&broker.endpoint.host))
+            .with_port(broker.endpoint.port)
+    };
+    if ctx.version >= 4 {
+        let coordinators = req.coordinator_keys.iter().map(|k| answer(k)).collect();
+        return FindCoordinatorResponse::default().with_coordinators(coordinators);
+    }
+    let c = answer(&req.key);
+    FindCoordinatorResponse::default()
+        .with_error_code(c.error_code)
+        .with_error_message(c.error_message)
+        .with_node_id(c.node_id)
+        .with_host(c.host)
+        .with_port(c.port)
+}
+
+pub async fn init_producer_id(
+    broker: &Arc<Broker>,
+    req: InitProducerIdRequest,
+    _ctx: &RequestContext,
+) -> InitProducerIdResponse {
+    let resp = InitProducerIdResponse::default()
+        .with_producer_id(ProducerId(-1))
+        .with_producer_epoch(-1);
+    if req
+        .transactional_id
+        .as_ref()
+        .is_some_and(|t| !t.0.is_empty())
+    {
+        return resp.with_error_code(KafkaError::TransactionalIdAuthorizationFailed.code());
+    }
+    // KIP-360: an idempotent producer may ask to bump its epoch after an error.
+    if req.producer_id.0 >= 0 && req.producer_epoch >= 0 && req.producer_epoch < i16::MAX - 1 {
+        return resp
+            .with_producer_id(req.producer_id)
+            .with_producer_epoch(req.producer_epoch + 1);
+    }
+    match broker.allocate_producer_id().await {
+        Ok(id) => resp.with_producer_id(ProducerId(id)).with_producer_epoch(0),
+        Err(e) => resp.with_error_code(e.code),
+    }
+}
+
+pub fn describe_log_dirs(
+    broker: &Arc<Broker>,
+    req: DescribeLogDirsRequest,
+    _ctx: &RequestContext,
+) -> DescribeLogDirsResponse {
+    let wanted = |topic: &str, partition: i32| -> bool {
+        match &req.topics {
+            None => true,
+            Some(ts) => ts
+                .iter()
+                .any(|t| t.topic.0.as_str() == topic && t.partitions.contains(&partition)),
+        }
+    };
+    let mut by_topic: std::collections::BTreeMap<String, Vec<DescribeLogDirsPartition>> =
+        Default::default();
+    for p in broker.replicas.all() {
+        if !wanted(&p.tp.topic, p.tp.partition) {
+            continue;
+        }
+        let size = p.state.lock().log.size_bytes();
+        by_topic.entry(p.tp.topic.clone()).or_default().push(
+            DescribeLogDirsPartition::default()
+                .with_partition_index(p.tp.partition)
+                .with_partition_size(size as i64),
+        );
+    }
+    let topics = by_topic
+        .into_iter()
+        .map(|(name, mut partitions)| {
+            partitions.sort_by_key(|p| p.partition_index);
+            DescribeLogDirsTopic::default()
+                .with_name(TopicName(str_bytes(name)))
+                .with_partitions(partitions)
+        })
+        .collect();
+    let dir = std::fs::canonicalize(broker.replicas.log_dir())
+        .unwrap_or_else(|_| broker.replicas.log_dir().to_path_buf());
+    DescribeLogDirsResponse::default().with_results(vec![DescribeLogDirsResult::default()
+        .with_log_dir(str_bytes(dir.display().to_string()))
+        .with_topics(topics)
+        .with_total_bytes(-1)
+        .with_usable_bytes(-1)])
+}

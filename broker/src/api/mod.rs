@@ -1,0 +1,228 @@
+//! The request dispatcher: one module per Kafka API (or small family of APIs), one table of the
+//! versions Fjord implements.
+//!
+//! Frames are decoded with the `kafka-protocol` crate. ApiVersions at a version this broker
+//! does not know is answered in the v0 shape with UNSUPPORTED_VERSION and the supported ranges
+//! (KIP-511), so a newer client can downgrade; any other unsupported version, an unknown API
+//! key, or an undecodable frame is an error that closes the connection.
+
+mod api_versions;
+mod cluster;
+mod configs;
+mod fetch;
+mod groups;
+mod list_offsets;
+mod metadata;
+mod offsets;
+mod produce;
+mod records;
+mod topics;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::{Decodable, Encodable, Message, StrBytes, VersionRange};
+
+use crate::broker::Broker;
+use crate::error::{Error, Result};
+use crate::server::Connection;
+
+/// What a handler knows about the request besides its body.
+#[derive(Debug, Clone)]
+pub struct RequestContext {
+    pub version: i16,
+    pub client_id: String,
+    pub connection: Connection,
+}
+
+/// The versions Fjord implements for each API it serves; `None` means not served.
+pub fn supported(key: ApiKey) -> Option<VersionRange> {
+    let r = match key {
+        ApiKey::Produce => ProduceRequest::VERSIONS,
+        ApiKey::Fetch => FetchRequest::VERSIONS,
+        ApiKey::ListOffsets => ListOffsetsRequest::VERSIONS,
+        ApiKey::Metadata => MetadataRequest::VERSIONS,
+        ApiKey::OffsetCommit => OffsetCommitRequest::VERSIONS,
+        ApiKey::OffsetFetch => OffsetFetchRequest::VERSIONS,
+        ApiKey::FindCoordinator => FindCoordinatorRequest::VERSIONS,
+        ApiKey::JoinGroup => JoinGroupRequest::VERSIONS,
+        ApiKey::Heartbeat => HeartbeatRequest::VERSIONS,
+        ApiKey::LeaveGroup => LeaveGroupRequest::VERSIONS,
+        ApiKey::SyncGroup => SyncGroupRequest::VERSIONS,
+        ApiKey::DescribeGroups => DescribeGroupsRequest::VERSIONS,
+        ApiKey::ListGroups => ListGroupsRequest::VERSIONS,
+        ApiKey::ApiVersions => ApiVersionsRequest::VERSIONS,
+        ApiKey::CreateTopics => CreateTopicsRequest::VERSIONS,
+        ApiKey::DeleteTopics => DeleteTopicsRequest::VERSIONS,
+        ApiKey::DeleteRecords => DeleteRecordsRequest::VERSIONS,
+        ApiKey::InitProducerId => InitProducerIdRequest::VERSIONS,
+        ApiKey::DescribeConfigs => DescribeConfigsRequest::VERSIONS,
+        ApiKey::AlterConfigs => AlterConfigsRequest::VERSIONS,
+        ApiKey::DescribeLogDirs => DescribeLogDirsRequest::VERSIONS,
+        ApiKey::CreatePartitions => CreatePartitionsRequest::VERSIONS,
+        ApiKey::DeleteGroups => DeleteGroupsRequest::VERSIONS,
+        ApiKey::IncrementalAlterConfigs => IncrementalAlterConfigsRequest::VERSIONS,
+        ApiKey::OffsetDelete => OffsetDeleteRequest::VERSIONS,
+        ApiKey::DescribeCluster => DescribeClusterRequest::VERSIONS,
+        _ => return None,
+    };
+    // The crate's message structs and its ApiKey table can disagree; serve what both know.
+    Some(r.intersect(&key.valid_versions()))
+}
+
+fn api_name(key: ApiKey) -> String {
+    format!("{key:?}")
+}
+
+/// Handles one request frame (without its size prefix). Returns the size-prefixed response, or
+/// `None` when the request expects none (Produce with acks=0).
+pub async fn handle(
+    broker: &Arc<Broker>,
+    mut frame: Bytes,
+    conn: &Connection,
+) -> Result<Option<Bytes>> {
+    if frame.len() < 8 {
+        return Err(Error::Protocol(format!(
+            "{}-byte frame is too short for a header",
+            frame.len()
+        )));
+    }
+    let raw_key = i16::from_be_bytes([frame[0], frame[1]]);
+    let version = i16::from_be_bytes([frame[2], frame[3]]);
+    let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
+    let key = ApiKey::try_from(raw_key)
+        .map_err(|_| Error::Protocol(format!("unknown API key {raw_key}")))?;
+    let range = supported(key);
+    let in_range = range.is_some_and(|r| version >= r.min && version <= r.max);
+    if !in_range {
+        if key == ApiKey::ApiVersions {
+            tracing::info!(
+                version,
+                "ApiVersions at an unknown version: answering in v0 with the supported ranges"
+            );
+            let resp = api_versions::unsupported_version();
+            return encode_response(
+                ApiKey::ApiVersions,
+                0,
+                correlation_id,
+                &ResponseKind::ApiVersions(resp),
+            )
+            .map(Some);
+        }
+        return Err(Error::Protocol(format!(
+            "{key:?} v{version} is not supported (supported: {range:?})"
+        )));
+    }
+    let header = RequestHeader::decode(&mut frame, key.request_header_version(version))
+        .map_err(|e| Error::Protocol(format!("bad {key:?} header: {e}")))?;
+    let request = RequestKind::decode(key, &mut frame, version)
+        .map_err(|e| Error::Protocol(format!("bad {key:?} v{version} body: {e}")))?;
+    let ctx = RequestContext {
+        version,
+        client_id: header
+            .client_id
+            .as_ref()
+            .map(|c| c.to_string())
+            .unwrap_or_default(),
+        connection: conn.clone(),
+    };
+    let name = api_name(key);
+    let started = Instant::now();
+    let response = dispatch(broker, request, &ctx).await;
+    broker
+        .metrics
+        .request_latency
+        .with_label_values(&[name.as_str()])
+        .observe(started.elapsed().as_secs_f64());
+    broker
+        .metrics
+        .requests
+        .with_label_values(&[name.as_str()])
+        .inc();
+    match response {
+        Some(r) => encode_response(key, version, correlation_id, &r).map(Some),
+        None => Ok(None),
+    }
+}
+
+async fn dispatch(
+    broker: &Arc<Broker>,
+    request: RequestKind,
+    ctx: &RequestContext,
+) -> Option<ResponseKind> {
+    use RequestKind as Rq;
+    use ResponseKind as Rs;
+    Some(match request {
+        Rq::ApiVersions(r) => Rs::ApiVersions(api_versions::handle(r, ctx)),
+        Rq::Metadata(r) => Rs::Metadata(metadata::handle(broker, r, ctx).await),
+        Rq::Produce(r) => return produce::handle(broker, r, ctx).await.map(Rs::Produce),
+        Rq::Fetch(r) => Rs::Fetch(fetch::handle(broker, r, ctx).await),
+        Rq::ListOffsets(r) => Rs::ListOffsets(list_offsets::handle(broker, r, ctx)),
+        Rq::CreateTopics(r) => Rs::CreateTopics(topics::create_topics(broker, r, ctx).await),
+        Rq::DeleteTopics(r) => Rs::DeleteTopics(topics::delete_topics(broker, r, ctx).await),
+        Rq::CreatePartitions(r) => {
+            Rs::CreatePartitions(topics::create_partitions(broker, r, ctx).await)
+        }
+        Rq::DescribeConfigs(r) => Rs::DescribeConfigs(configs::describe(broker, r, ctx)),
+        Rq::AlterConfigs(r) => Rs::AlterConfigs(configs::alter(broker, r, ctx).await),
+        Rq::IncrementalAlterConfigs(r) => {
+            Rs::IncrementalAlterConfigs(configs::incremental_alter(broker, r, ctx).await)
+        }
+        Rq::DescribeCluster(r) => Rs::DescribeCluster(cluster::describe_cluster(broker, r, ctx)),
+        Rq::InitProducerId(r) => {
+            Rs::InitProducerId(cluster::init_producer_id(broker, r, ctx).await)
+        }
+        Rq::FindCoordinator(r) => Rs::FindCoordinator(cluster::find_coordinator(broker, r, ctx)),
+        Rq::DescribeLogDirs(r) => Rs::DescribeLogDirs(cluster::describe_log_dirs(broker, r, ctx)),
+        Rq::DeleteRecords(r) => Rs::DeleteRecords(records::delete_records(broker, r, ctx)),
+        Rq::JoinGroup(r) => Rs::JoinGroup(groups::join(broker, r, ctx).await),
+        Rq::SyncGroup(r) => Rs::SyncGroup(groups::sync(broker, r, ctx).await),
+        Rq::Heartbeat(r) => Rs::Heartbeat(groups::heartbeat(broker, r, ctx)),
+        Rq::LeaveGroup(r) => Rs::LeaveGroup(groups::leave(broker, r, ctx)),
+        Rq::DescribeGroups(r) => Rs::DescribeGroups(groups::describe(broker, r, ctx)),
+        Rq::ListGroups(r) => Rs::ListGroups(groups::list(broker, r, ctx)),
+        Rq::DeleteGroups(r) => Rs::DeleteGroups(groups::delete(broker, r, ctx)),
+        Rq::OffsetCommit(r) => Rs::OffsetCommit(offsets::commit(broker, r, ctx)),
+        Rq::OffsetFetch(r) => Rs::OffsetFetch(offsets::fetch(broker, r, ctx)),
+        Rq::OffsetDelete(r) => Rs::OffsetDelete(offsets::delete(broker, r, ctx)),
+        other => {
+            // `supported` and this match list the same APIs; reaching here is a bug.
+            tracing::error!(request = ?std::mem::discriminant(&other), "no handler for a supported API");
+            return None;
+        }
+    })
+}
+
+fn encode_response(
+    key: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    response: &ResponseKind,
+) -> Result<Bytes> {
+    let mut buf = BytesMut::with_capacity(256);
+    buf.put_i32(0);
+    // ApiVersions responses always use header v0, even for flexible versions (KIP-511).
+    let header_version = if key == ApiKey::ApiVersions {
+        0
+    } else {
+        key.response_header_version(version)
+    };
+    ResponseHeader::default()
+        .with_correlation_id(correlation_id)
+        .encode(&mut buf, header_version)
+        .map_err(|e| Error::Protocol(format!("encoding {key:?} header: {e}")))?;
+    response
+        .encode(&mut buf, version)
+        .map_err(|e| Error::Protocol(format!("encoding {key:?} v{version}: {e}")))?;
+    let len = (buf.len() - 4) as i32;
+    buf[0..4].copy_from_slice(&len.to_be_bytes());
+    Ok(buf.freeze())
+}
+
+pub(crate) fn str_bytes(s: impl Into<String>) -> StrBytes {
+    StrBytes::from_string(s.into())
+}
+
+pub(crate) use kafka_protocol::error::ResponseError as KafkaError;

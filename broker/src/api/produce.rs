@@ -1,0 +1,101 @@
+//! Produce: validate and append each partition's record set, then acknowledge per `acks`.
+//!
+//! Batches are appended as the producer sent them (offsets assigned, CRC checked, idempotent
+//! sequences checked); compressed batches are never decompressed. On a single node the high
+//! watermark advances with the append, so `acks=all` is satisfied when the append returns.
+
+use std::sync::Arc;
+
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+
+use super::{KafkaError, RequestContext};
+use crate::broker::Broker;
+
+fn partition_error(index: i32, e: KafkaError) -> PartitionProduceResponse {
+    PartitionProduceResponse::default()
+        .with_index(index)
+        .with_error_code(e.code())
+        .with_base_offset(-1)
+}
+
+pub async fn handle(
+    broker: &Arc<Broker>,
+    req: ProduceRequest,
+    _ctx: &RequestContext,
+) -> Option<ProduceResponse> {
+    let acks = req.acks;
+    let image = broker.metadata.image();
+    let mut responses = Vec::with_capacity(req.topic_data.len());
+    let mut appended = false;
+    for topic in req.topic_data {
+        let name = if topic.name.0.is_empty() {
+            image.topic_by_id(&topic.topic_id).map(|t| t.name.clone())
+        } else {
+            Some(topic.name.0.to_string())
+        };
+        let mut partitions = Vec::with_capacity(topic.partition_data.len());
+        for p in topic.partition_data {
+            if !matches!(acks, -1..=1) {
+                partitions.push(partition_error(p.index, KafkaError::InvalidRequiredAcks));
+                continue;
+            }
+            if req.transactional_id.is_some() {
+                partitions.push(partition_error(
+                    p.index,
+                    KafkaError::TransactionalIdAuthorizationFailed,
+                ));
+                continue;
+            }
+            let Some(partition) = name
+                .as_deref()
+                .and_then(|n| broker.replicas.get(n, p.index))
+            else {
+                let e = if name.is_none() {
+                    KafkaError::UnknownTopicId
+                } else {
+                    KafkaError::UnknownTopicOrPartition
+                };
+                partitions.push(partition_error(p.index, e));
+                continue;
+            };
+            let Some(records) = p.records else {
+                partitions.push(partition_error(p.index, KafkaError::CorruptMessage));
+                continue;
+            };
+            match partition.append(&records, None) {
+                Ok(outcome) => {
+                    if outcome.error == 0 {
+                        appended = true;
+                        broker.metrics.bytes_in.inc_by(records.len() as u64);
+                    }
+                    partitions.push(
+                        PartitionProduceResponse::default()
+                            .with_index(p.index)
+                            .with_error_code(outcome.error)
+                            .with_base_offset(outcome.base_offset)
+                            .with_log_append_time_ms(outcome.log_append_time)
+                            .with_log_start_offset(outcome.log_start_offset),
+                    );
+                }
+                Err(e) => {
+                    tracing::error!(partition = %partition.tp.dir_name(), error = %e, "append failed");
+                    partitions.push(partition_error(p.index, KafkaError::KafkaStorageError));
+                }
+            }
+        }
+        responses.push(
+            TopicProduceResponse::default()
+                .with_name(topic.name)
+                .with_topic_id(topic.topic_id)
+                .with_partition_responses(partitions),
+        );
+    }
+    if appended {
+        broker.replicas.data_arrived.notify_waiters();
+    }
+    if acks == 0 {
+        return None;
+    }
+    Some(ProduceResponse::default().with_responses(responses))
+}

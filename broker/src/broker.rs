@@ -1,0 +1,266 @@
+//! The broker's shared state and its start-up sequence.
+//!
+//! Start-up: open the log directory (noting whether the last shutdown was clean), read or create
+//! `meta.properties` (cluster id, node id), replay the metadata log, register this broker and the
+//! `__consumer_offsets` topic if they are new, open every hosted partition (recovering the
+//! active segments after a crash), and load committed offsets.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::sync::Arc;
+
+use crate::config::BrokerConfig;
+use crate::error::{Error, Result};
+use crate::group::{GroupCoordinator, OFFSETS_TOPIC};
+use crate::metadata::topics::{plan_create_topic, Defaults, Refusal, TopicSpec};
+use crate::metadata::{Metadata, MetadataImage, MetadataRecord};
+use crate::metrics::Metrics;
+use crate::replica::ReplicaManager;
+
+/// Where clients reach this broker.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    pub host: String,
+    pub port: i32,
+}
+
+pub struct Broker {
+    pub config: BrokerConfig,
+    pub cluster_id: String,
+    pub endpoint: Endpoint,
+    pub metadata: Metadata,
+    pub replicas: Arc<ReplicaManager>,
+    pub groups: GroupCoordinator,
+    pub metrics: Metrics,
+    /// The block of producer ids this broker may hand out: (next, end).
+    producer_ids: tokio::sync::Mutex<(i64, i64)>,
+}
+
+/// Producer ids are reserved in the metadata log in blocks, as KRaft does.
+const PRODUCER_ID_BLOCK: i64 = 1000;
+
+fn read_meta_properties(path: &std::path::Path) -> BTreeMap<String, String> {
+    fs::read_to_string(path)
+        .ok()
+        .and_then(|t| crate::config::parse_properties(&t).ok())
+        .unwrap_or_default()
+}
+
+/// A Kafka-style cluster id: 16 random bytes, URL-safe base64 without padding (22 chars).
+fn new_cluster_id() -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let bytes = uuid::Uuid::new_v4().into_bytes();
+    let mut bits = 0u32;
+    let mut nbits = 0;
+    let mut out = String::new();
+    for b in bytes {
+        bits = (bits << 8) | b as u32;
+        nbits += 8;
+        while nbits >= 6 {
+            nbits -= 6;
+            out.push(ALPHABET[((bits >> nbits) & 63) as usize] as char);
+        }
+    }
+    if nbits > 0 {
+        out.push(ALPHABET[((bits << (6 - nbits)) & 63) as usize] as char);
+    }
+    out
+}
+
+impl Broker {
+    /// Opens storage and metadata. `endpoint` is what clients are told to connect to.
+    pub async fn start(config: BrokerConfig, endpoint: Endpoint) -> Result<Arc<Self>> {
+        let replicas = Arc::new(ReplicaManager::new(&config)?);
+        let clean = replicas.clean_start();
+        let meta_path = config.log_dir.join("meta.properties");
+        let meta = read_meta_properties(&meta_path);
+        let cluster_id = match (meta.get("cluster.id"), &config.cluster_id) {
+            (Some(on_disk), Some(wanted)) if on_disk != wanted => {
+                return Err(Error::config(
+                    "cluster.id",
+                    format!("the log directory belongs to cluster {on_disk}, not {wanted}"),
+                ))
+            }
+            (Some(on_disk), _) => on_disk.clone(),
+            (None, Some(wanted)) => wanted.clone(),
+            (None, None) => new_cluster_id(),
+        };
+        if let Some(id) = meta.get("node.id") {
+            if id != &config.node_id.to_string() {
+                return Err(Error::config(
+                    "node.id",
+                    format!(
+                        "the log directory belongs to node {id}, not {}",
+                        config.node_id
+                    ),
+                ));
+            }
+        }
+        if meta.is_empty() {
+            let text = format!(
+                "version=1\ncluster.id={cluster_id}\nnode.id={}\n",
+                config.node_id
+            );
+            fs::write(&meta_path, text).map_err(|e| Error::io(&meta_path, e))?;
+        }
+        let metadata = Metadata::open(&config.log_dir, clean)?;
+        let groups = GroupCoordinator::new(&config, replicas.clone());
+        let broker = Arc::new(Broker {
+            cluster_id,
+            endpoint: endpoint.clone(),
+            metadata,
+            replicas,
+            groups,
+            metrics: Metrics::new(),
+            producer_ids: tokio::sync::Mutex::new((0, 0)),
+            config,
+        });
+
+        let node_id = broker.config.node_id;
+        broker
+            .metadata
+            .commit(|img| {
+                let current = img.brokers.get(&node_id);
+                let same =
+                    current.is_some_and(|b| b.host == endpoint.host && b.port == endpoint.port);
+                Ok::<_, Refusal>(if same {
+                    Vec::new()
+                } else {
+                    vec![MetadataRecord::RegisterBroker {
+                        node_id,
+                        host: endpoint.host.clone(),
+                        port: endpoint.port,
+                        rack: None,
+                    }]
+                })
+            })
+            .await?
+            .map_err(|r| Error::Metadata(r.message))?;
+        let offsets_partitions = broker.config.offsets_topic_num_partitions;
+        broker
+            .metadata
+            .commit(|img| {
+                if img.topics.contains_key(OFFSETS_TOPIC) {
+                    return Ok(Vec::new());
+                }
+                let mut configs = BTreeMap::new();
+                configs.insert("cleanup.policy".to_string(), "compact".to_string());
+                configs.insert("segment.bytes".to_string(), (100 << 20).to_string());
+                let spec = TopicSpec {
+                    name: OFFSETS_TOPIC,
+                    partitions: offsets_partitions,
+                    replication_factor: 1,
+                    assignments: BTreeMap::new(),
+                    configs,
+                };
+                plan_create_topic(img, &spec, &broker.defaults()).map(|(_, r)| r)
+            })
+            .await?
+            .map_err(|r| Error::Metadata(r.message))?;
+        broker.replicas.sync(&broker.metadata.image())?;
+        let loaded = broker.groups.load()?;
+        tracing::info!(
+            cluster_id = %broker.cluster_id,
+            node_id,
+            clean_shutdown = clean,
+            offsets = loaded,
+            "broker started"
+        );
+        Ok(broker)
+    }
+
+    pub fn defaults(&self) -> Defaults {
+        Defaults {
+            partitions: self.config.num_partitions,
+            replication_factor: self.config.default_replication_factor,
+        }
+    }
+
+    /// Commits metadata records planned from the image and applies them to local replicas.
+    pub async fn commit_metadata(
+        &self,
+        plan: impl FnOnce(&MetadataImage) -> std::result::Result<Vec<MetadataRecord>, Refusal>,
+    ) -> std::result::Result<Arc<MetadataImage>, Refusal> {
+        let image = match self.metadata.commit(plan).await {
+            Ok(Ok(img)) => img,
+            Ok(Err(refusal)) => return Err(refusal),
+            Err(e) => {
+                tracing::error!(error = %e, "metadata commit failed");
+                return Err(Refusal::new(
+                    kafka_protocol::error::ResponseError::KafkaStorageError,
+                    e.to_string(),
+                ));
+            }
+        };
+        if let Err(e) = self.replicas.sync(&image) {
+            tracing::error!(error = %e, "applying metadata to replicas failed");
+            return Err(Refusal::new(
+                kafka_protocol::error::ResponseError::KafkaStorageError,
+                e.to_string(),
+            ));
+        }
+        Ok(image)
+    }
+
+    /// Creates a topic with broker defaults because a client asked for it in Metadata or
+    /// Produce (`auto.create.topics.enable`). Returns whether the topic exists afterwards.
+    pub async fn auto_create(&self, name: &str) -> std::result::Result<(), Refusal> {
+        let defaults = self.defaults();
+        let result = self
+            .commit_metadata(|img| {
+                if img.topics.contains_key(name) {
+                    return Ok(Vec::new());
+                }
+                let spec = TopicSpec {
+                    name,
+                    partitions: -1,
+                    replication_factor: -1,
+                    assignments: BTreeMap::new(),
+                    configs: BTreeMap::new(),
+                };
+                plan_create_topic(img, &spec, &defaults).map(|(_, r)| r)
+            })
+            .await;
+        if result.is_ok() {
+            tracing::info!(topic = name, "auto-created topic");
+        }
+        result.map(|_| ())
+    }
+
+    /// A producer id no other producer has had, reserving a new block when needed.
+    pub async fn allocate_producer_id(&self) -> std::result::Result<i64, Refusal> {
+        let mut ids = self.producer_ids.lock().await;
+        if ids.0 >= ids.1 {
+            let mut start = 0;
+            self.commit_metadata(|img| {
+                start = img.next_producer_id;
+                Ok(vec![MetadataRecord::ProducerIds {
+                    next: start + PRODUCER_ID_BLOCK,
+                }])
+            })
+            .await?;
+            *ids = (start, start + PRODUCER_ID_BLOCK);
+        }
+        let id = ids.0;
+        ids.0 += 1;
+        Ok(id)
+    }
+
+    /// Clean shutdown: flush logs, save indexes, mark the directory clean.
+    pub async fn shutdown(&self) -> Result<()> {
+        self.metadata.close().await?;
+        self.replicas.shutdown()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn cluster_ids_look_like_kafkas() {
+        let id = super::new_cluster_id();
+        assert_eq!(id.len(), 22);
+        assert!(id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
+    }
+}

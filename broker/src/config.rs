@@ -1,0 +1,664 @@
+//! Broker and topic configuration, with Apache Kafka's property names.
+//!
+//! A [`BrokerConfig`] is read from a Kafka-style properties file, then environment variables
+//! (`FJORD_LOG_DIRS=/data` sets `log.dirs`), then `--override key=value` arguments, in that order
+//! of precedence. Every key is checked against [`BROKER_KEYS`]; an unknown key or a value that
+//! does not parse stops start-up with an error naming the key. Keys that Apache Kafka has but
+//! Fjord does not need (thread counts, buffer sizes) are accepted and listed as `Ignored`.
+//!
+//! Topic configuration ([`TOPIC_KEYS`]) resolves, per key: topic override, then the dynamic
+//! broker default set with `kafka-configs --entity-type brokers --entity-default`, then the
+//! static broker setting it derives from, then Kafka's default.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use crate::error::{Error, Result};
+
+/// How a key's value is checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ValueType {
+    Int,
+    Long,
+    Bool,
+    Str,
+    List,
+    /// Known to Apache Kafka, accepted, not used by Fjord.
+    Ignored,
+}
+
+pub struct KeyDef {
+    pub name: &'static str,
+    pub ty: ValueType,
+    /// Kafka's default, as text; `None` when the key has no default (null).
+    pub default: Option<&'static str>,
+}
+
+const fn key(name: &'static str, ty: ValueType, default: Option<&'static str>) -> KeyDef {
+    KeyDef { name, ty, default }
+}
+
+use ValueType::*;
+
+/// Every broker setting Fjord accepts.
+pub const BROKER_KEYS: &[KeyDef] = &[
+    key("node.id", Int, Some("1")),
+    key("broker.id", Int, None),
+    key("process.roles", List, Some("broker,controller")),
+    key("listeners", List, Some("PLAINTEXT://:9092")),
+    key("advertised.listeners", List, None),
+    key(
+        "listener.security.protocol.map",
+        List,
+        Some("PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT"),
+    ),
+    key("inter.broker.listener.name", Str, None),
+    key("controller.listener.names", List, Some("CONTROLLER")),
+    key("controller.quorum.voters", List, None),
+    key("controller.quorum.bootstrap.servers", List, None),
+    key("cluster.id", Str, None),
+    key("log.dirs", List, None),
+    key("log.dir", Str, Some("/tmp/fjord-logs")),
+    key("num.partitions", Int, Some("1")),
+    key("default.replication.factor", Int, Some("1")),
+    key("min.insync.replicas", Int, Some("1")),
+    key("auto.create.topics.enable", Bool, Some("true")),
+    key("delete.topic.enable", Bool, Some("true")),
+    key("log.retention.ms", Long, None),
+    key("log.retention.minutes", Int, None),
+    key("log.retention.hours", Int, Some("168")),
+    key("log.retention.bytes", Long, Some("-1")),
+    key("log.segment.bytes", Int, Some("1073741824")),
+    key("log.roll.ms", Long, None),
+    key("log.roll.hours", Int, Some("168")),
+    key("log.retention.check.interval.ms", Long, Some("300000")),
+    key("log.index.interval.bytes", Int, Some("4096")),
+    key("log.segment.delete.delay.ms", Long, Some("60000")),
+    key("log.cleanup.policy", List, Some("delete")),
+    key("log.message.timestamp.type", Str, Some("CreateTime")),
+    key(
+        "log.flush.interval.messages",
+        Long,
+        Some("9223372036854775807"),
+    ),
+    key("log.flush.interval.ms", Long, None),
+    key("compression.type", Str, Some("producer")),
+    key("message.max.bytes", Int, Some("1048588")),
+    key("socket.request.max.bytes", Int, Some("104857600")),
+    key("offsets.topic.num.partitions", Int, Some("50")),
+    key("offsets.topic.replication.factor", Int, Some("1")),
+    key("offsets.retention.minutes", Int, Some("10080")),
+    key("group.initial.rebalance.delay.ms", Int, Some("3000")),
+    key("group.min.session.timeout.ms", Int, Some("6000")),
+    key("group.max.session.timeout.ms", Int, Some("1800000")),
+    key("group.max.size", Int, Some("2147483647")),
+    key("unclean.leader.election.enable", Bool, Some("false")),
+    key("fjord.metrics.listener", Str, Some("0.0.0.0:9644")),
+    // Accepted for compatibility with existing server.properties files; Fjord sizes these itself.
+    key("num.network.threads", Ignored, Some("3")),
+    key("num.io.threads", Ignored, Some("8")),
+    key("num.recovery.threads.per.data.dir", Ignored, Some("2")),
+    key("num.replica.fetchers", Ignored, Some("1")),
+    key("socket.send.buffer.bytes", Ignored, Some("102400")),
+    key("socket.receive.buffer.bytes", Ignored, Some("102400")),
+    key(
+        "transaction.state.log.replication.factor",
+        Ignored,
+        Some("3"),
+    ),
+    key("transaction.state.log.min.isr", Ignored, Some("2")),
+    key(
+        "share.coordinator.state.topic.replication.factor",
+        Ignored,
+        Some("3"),
+    ),
+    key("share.coordinator.state.topic.min.isr", Ignored, Some("2")),
+    key("log.flush.scheduler.interval.ms", Ignored, None),
+    key("log.cleaner.enable", Ignored, Some("true")),
+    key("metadata.log.dir", Ignored, None),
+];
+
+/// Topic-level settings: name, type, the broker key whose value is the default.
+pub const TOPIC_KEYS: &[(&str, ValueType, &str)] = &[
+    ("cleanup.policy", List, "log.cleanup.policy"),
+    ("compression.type", Str, "compression.type"),
+    ("retention.ms", Long, "log.retention.ms"),
+    ("retention.bytes", Long, "log.retention.bytes"),
+    ("segment.bytes", Int, "log.segment.bytes"),
+    ("segment.ms", Long, "log.roll.ms"),
+    ("max.message.bytes", Int, "message.max.bytes"),
+    ("message.timestamp.type", Str, "log.message.timestamp.type"),
+    ("min.insync.replicas", Int, "min.insync.replicas"),
+    ("index.interval.bytes", Int, "log.index.interval.bytes"),
+    ("file.delete.delay.ms", Long, "log.segment.delete.delay.ms"),
+    (
+        "unclean.leader.election.enable",
+        Bool,
+        "unclean.leader.election.enable",
+    ),
+    ("flush.messages", Long, "log.flush.interval.messages"),
+];
+
+/// Broker keys that may be changed at run time with IncrementalAlterConfigs / AlterConfigs.
+pub const DYNAMIC_BROKER_KEYS: &[&str] = &[
+    "log.retention.ms",
+    "log.retention.bytes",
+    "log.segment.bytes",
+    "log.roll.ms",
+    "log.cleanup.policy",
+    "log.message.timestamp.type",
+    "message.max.bytes",
+    "compression.type",
+    "min.insync.replicas",
+    "log.index.interval.bytes",
+    "log.segment.delete.delay.ms",
+    "unclean.leader.election.enable",
+    "log.flush.interval.messages",
+];
+
+/// One listener, `NAME://host:port`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listener {
+    pub name: String,
+    /// Empty means every interface.
+    pub host: String,
+    pub port: u16,
+}
+
+impl Listener {
+    pub fn parse(key: &str, text: &str) -> Result<Self> {
+        let (name, rest) = text
+            .split_once("://")
+            .ok_or_else(|| Error::config(key, format!("`{text}` is not NAME://host:port")))?;
+        let (host, port) = rest
+            .rsplit_once(':')
+            .ok_or_else(|| Error::config(key, format!("`{text}` has no port")))?;
+        let port = port
+            .parse::<u16>()
+            .map_err(|_| Error::config(key, format!("`{text}` has an invalid port")))?;
+        let host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
+        if name.is_empty() {
+            return Err(Error::config(key, format!("`{text}` has no listener name")));
+        }
+        Ok(Listener {
+            name: name.to_string(),
+            host,
+            port,
+        })
+    }
+}
+
+/// Parses a Kafka-style properties file: `key=value` or `key: value`, `#`/`!` comments.
+pub fn parse_properties(text: &str) -> Result<BTreeMap<String, String>> {
+    let mut map = BTreeMap::new();
+    for (n, raw) in text.lines().enumerate() {
+        let line = raw.trim();
+        if line.is_empty() || line.starts_with('#') || line.starts_with('!') {
+            continue;
+        }
+        let split = line
+            .find(['=', ':'])
+            .ok_or_else(|| Error::config(line, format!("line {} is not key=value", n + 1)))?;
+        let (k, v) = line.split_at(split);
+        map.insert(k.trim().to_string(), v[1..].trim().to_string());
+    }
+    Ok(map)
+}
+
+/// The broker's resolved static configuration.
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    /// Every key the operator set (file, environment, overrides), validated.
+    pub raw: BTreeMap<String, String>,
+    pub node_id: i32,
+    pub cluster_id: Option<String>,
+    pub listeners: Vec<Listener>,
+    pub advertised_listeners: Vec<Listener>,
+    pub log_dir: PathBuf,
+    pub num_partitions: i32,
+    pub default_replication_factor: i16,
+    pub auto_create_topics_enable: bool,
+    pub retention_check_interval_ms: u64,
+    pub socket_request_max_bytes: usize,
+    pub offsets_topic_num_partitions: i32,
+    pub offsets_retention_ms: i64,
+    pub group_initial_rebalance_delay_ms: u64,
+    pub group_min_session_timeout_ms: i32,
+    pub group_max_session_timeout_ms: i32,
+    pub group_max_size: i32,
+    pub metrics_listener: Option<String>,
+}
+
+impl BrokerConfig {
+    /// Defaults only: a single node on port 9092.
+    pub fn single_node_defaults() -> Self {
+        Self::from_map(BTreeMap::new()).expect("the built-in defaults are valid")
+    }
+
+    /// Builds from file text (may be empty), environment pairs and overrides.
+    pub fn load(
+        file: Option<&str>,
+        env: impl IntoIterator<Item = (String, String)>,
+        overrides: &[String],
+    ) -> Result<Self> {
+        let mut map = match file {
+            Some(text) => parse_properties(text)?,
+            None => BTreeMap::new(),
+        };
+        for (k, v) in env {
+            if let Some(rest) = k.strip_prefix("FJORD_") {
+                if rest == "LOG" || rest.starts_with("LOG_FORMAT") {
+                    continue; // FJORD_LOG sets the tracing filter, not a Kafka key.
+                }
+                map.insert(rest.to_ascii_lowercase().replace('_', "."), v);
+            }
+        }
+        for o in overrides {
+            let (k, v) = o
+                .split_once('=')
+                .ok_or_else(|| Error::config(o, "--override takes key=value"))?;
+            map.insert(k.trim().to_string(), v.trim().to_string());
+        }
+        Self::from_map(map)
+    }
+
+    pub fn from_map(raw: BTreeMap<String, String>) -> Result<Self> {
+        for (k, v) in &raw {
+            let def = BROKER_KEYS
+                .iter()
+                .find(|d| d.name == k)
+                .ok_or_else(|| Error::config(k, "unknown setting"))?;
+            check_value(k, def.ty, v)?;
+        }
+        let get = |k: &str| -> Option<String> {
+            raw.get(k)
+                .cloned()
+                .or_else(|| default_of(k).map(str::to_string))
+        };
+        let int = |k: &str| -> i64 {
+            get(k)
+                .and_then(|v| v.parse::<i64>().ok())
+                .unwrap_or_default()
+        };
+        let positive = |k: &str, min: i64| -> Result<i64> {
+            let v = int(k);
+            if v < min {
+                return Err(Error::config(k, format!("must be at least {min}, got {v}")));
+            }
+            Ok(v)
+        };
+
+        let node_id = match raw.get("broker.id") {
+            Some(b) if !raw.contains_key("node.id") => b.parse().unwrap_or(1),
+            _ => int("node.id") as i32,
+        };
+        if node_id < 0 {
+            return Err(Error::config("node.id", "must be non-negative"));
+        }
+        let roles = get("process.roles").unwrap_or_default();
+        let mut roles: Vec<&str> = roles.split(',').map(str::trim).collect();
+        roles.sort_unstable();
+        if roles != ["broker", "controller"] {
+            return Err(Error::config(
+                "process.roles",
+                "only `broker,controller` (a single combined node) is supported so far",
+            ));
+        }
+        if let Some(voters) = raw.get("controller.quorum.voters") {
+            let others = voters
+                .split(',')
+                .filter(|v| !v.trim().starts_with(&format!("{node_id}@")))
+                .count();
+            if others > 0 {
+                return Err(Error::config(
+                    "controller.quorum.voters",
+                    "a multi-node quorum is not supported yet; list only this node",
+                ));
+            }
+        }
+        let protocol_map = get("listener.security.protocol.map").unwrap_or_default();
+        let mut protocols = BTreeMap::new();
+        for pair in protocol_map.split(',').filter(|p| !p.trim().is_empty()) {
+            let (name, proto) = pair.split_once(':').ok_or_else(|| {
+                Error::config(
+                    "listener.security.protocol.map",
+                    format!("`{pair}` is not NAME:PROTOCOL"),
+                )
+            })?;
+            protocols.insert(name.trim().to_string(), proto.trim().to_string());
+        }
+        let controller_names = get("controller.listener.names").unwrap_or_default();
+        let parse_listeners = |k: &str| -> Result<Vec<Listener>> {
+            let mut out = Vec::new();
+            if let Some(text) = get(k) {
+                for item in text.split(',').filter(|s| !s.trim().is_empty()) {
+                    let l = Listener::parse(k, item.trim())?;
+                    if controller_names.split(',').any(|c| c.trim() == l.name) {
+                        continue; // The controller runs in-process on a single node.
+                    }
+                    let proto = protocols
+                        .get(&l.name)
+                        .map(String::as_str)
+                        .unwrap_or(&l.name);
+                    if proto != "PLAINTEXT" {
+                        return Err(Error::config(
+                            k,
+                            format!(
+                                "listener {} uses {proto}; only PLAINTEXT is supported so far",
+                                l.name
+                            ),
+                        ));
+                    }
+                    out.push(l);
+                }
+            }
+            Ok(out)
+        };
+        let listeners = parse_listeners("listeners")?;
+        if listeners.is_empty() {
+            return Err(Error::config(
+                "listeners",
+                "no client listener is configured",
+            ));
+        }
+        let advertised_listeners = parse_listeners("advertised.listeners")?;
+
+        let log_dir = match raw.get("log.dirs") {
+            Some(dirs) => {
+                let dirs: Vec<&str> = dirs.split(',').map(str::trim).collect();
+                if dirs.len() != 1 || dirs[0].is_empty() {
+                    return Err(Error::config(
+                        "log.dirs",
+                        "exactly one directory is supported so far",
+                    ));
+                }
+                PathBuf::from(dirs[0])
+            }
+            None => PathBuf::from(get("log.dir").unwrap_or_default()),
+        };
+        let metrics_listener = get("fjord.metrics.listener").filter(|s| !s.is_empty());
+        if let Some(m) = &metrics_listener {
+            let with_host = if m.starts_with(':') {
+                format!("0.0.0.0{m}")
+            } else {
+                m.clone()
+            };
+            with_host.parse::<SocketAddr>().map_err(|_| {
+                Error::config("fjord.metrics.listener", format!("`{m}` is not host:port"))
+            })?;
+        }
+        let cfg = BrokerConfig {
+            node_id,
+            cluster_id: raw.get("cluster.id").cloned(),
+            listeners,
+            advertised_listeners,
+            log_dir,
+            num_partitions: positive("num.partitions", 1)? as i32,
+            default_replication_factor: positive("default.replication.factor", 1)? as i16,
+            auto_create_topics_enable: get("auto.create.topics.enable").as_deref() == Some("true"),
+            retention_check_interval_ms: positive("log.retention.check.interval.ms", 1)? as u64,
+            socket_request_max_bytes: positive("socket.request.max.bytes", 1024)? as usize,
+            offsets_topic_num_partitions: positive("offsets.topic.num.partitions", 1)? as i32,
+            offsets_retention_ms: positive("offsets.retention.minutes", 1)? * 60_000,
+            group_initial_rebalance_delay_ms: positive("group.initial.rebalance.delay.ms", 0)?
+                as u64,
+            group_min_session_timeout_ms: positive("group.min.session.timeout.ms", 0)? as i32,
+            group_max_session_timeout_ms: positive("group.max.session.timeout.ms", 0)? as i32,
+            group_max_size: positive("group.max.size", 1)? as i32,
+            metrics_listener,
+            raw,
+        };
+        if cfg.default_replication_factor != 1 {
+            return Err(Error::config(
+                "default.replication.factor",
+                "a single node can only hold replication factor 1",
+            ));
+        }
+        // Validate the static topic defaults through the same checks a topic config gets.
+        for (name, _, broker_key) in TOPIC_KEYS {
+            if let Some(v) = cfg.static_value(broker_key) {
+                validate_topic_value(name, &v)
+                    .map_err(|reason| Error::config(broker_key, reason))?;
+            }
+        }
+        Ok(cfg)
+    }
+
+    /// The effective static value of a broker key (set, derived, or default).
+    pub fn static_value(&self, key: &str) -> Option<String> {
+        match key {
+            "log.retention.ms" => {
+                if let Some(v) = self.raw.get("log.retention.ms") {
+                    return Some(v.clone());
+                }
+                if let Some(m) = self.raw.get("log.retention.minutes") {
+                    return m.parse::<i64>().ok().map(|m| (m * 60_000).to_string());
+                }
+                let h = self
+                    .raw
+                    .get("log.retention.hours")
+                    .and_then(|h| h.parse::<i64>().ok())
+                    .unwrap_or(168);
+                Some((h * 3_600_000).to_string())
+            }
+            "log.roll.ms" => {
+                if let Some(v) = self.raw.get("log.roll.ms") {
+                    return Some(v.clone());
+                }
+                let h = self
+                    .raw
+                    .get("log.roll.hours")
+                    .and_then(|h| h.parse::<i64>().ok())
+                    .unwrap_or(168);
+                Some((h * 3_600_000).to_string())
+            }
+            "log.dirs" => Some(self.log_dir.display().to_string()),
+            "node.id" | "broker.id" => Some(self.node_id.to_string()),
+            _ => self
+                .raw
+                .get(key)
+                .cloned()
+                .or_else(|| default_of(key).map(str::to_string)),
+        }
+    }
+
+    /// Whether the operator set the key (directly or via a key it derives from).
+    pub fn is_set(&self, key: &str) -> bool {
+        match key {
+            "log.retention.ms" => [
+                "log.retention.ms",
+                "log.retention.minutes",
+                "log.retention.hours",
+            ]
+            .iter()
+            .any(|k| self.raw.contains_key(*k)),
+            "log.roll.ms" => ["log.roll.ms", "log.roll.hours"]
+                .iter()
+                .any(|k| self.raw.contains_key(*k)),
+            _ => self.raw.contains_key(key),
+        }
+    }
+}
+
+pub fn default_of(key: &str) -> Option<&'static str> {
+    BROKER_KEYS
+        .iter()
+        .find(|d| d.name == key)
+        .and_then(|d| d.default)
+}
+
+fn check_value(key: &str, ty: ValueType, v: &str) -> Result<()> {
+    let ok = match ty {
+        Int => v.parse::<i32>().is_ok(),
+        Long => v.parse::<i64>().is_ok(),
+        Bool => v == "true" || v == "false",
+        Str | List | Ignored => true,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::config(key, format!("`{v}` is not a valid {ty:?}")))
+    }
+}
+
+/// Checks one topic-level value; the error is a sentence for the client.
+pub fn validate_topic_value(key: &str, value: &str) -> std::result::Result<(), String> {
+    let (_, ty, _) = TOPIC_KEYS
+        .iter()
+        .find(|(k, _, _)| *k == key)
+        .ok_or_else(|| format!("Unknown topic config name: {key}"))?;
+    let bad = || format!("Invalid value {value} for configuration {key}");
+    match *ty {
+        Int | Long => {
+            let n = value.parse::<i64>().map_err(|_| bad())?;
+            let min = match key {
+                "retention.ms" | "retention.bytes" => -1,
+                "segment.bytes" => 14,
+                "segment.ms" | "min.insync.replicas" => 1,
+                _ => 0,
+            };
+            if n < min || (*ty == Int && n > i32::MAX as i64) {
+                return Err(format!("{}: value must be at least {min}", bad()));
+            }
+        }
+        Bool => {
+            if value != "true" && value != "false" {
+                return Err(bad());
+            }
+        }
+        _ => {}
+    }
+    let allowed: &[&str] = match key {
+        "cleanup.policy" => &["delete", "compact", "compact,delete", "delete,compact"],
+        "message.timestamp.type" => &["CreateTime", "LogAppendTime"],
+        "compression.type" => &["uncompressed", "producer", "gzip", "snappy", "lz4", "zstd"],
+        _ => &[],
+    };
+    if !allowed.is_empty() && !allowed.contains(&value) {
+        return Err(format!("{}: must be one of {}", bad(), allowed.join(", ")));
+    }
+    Ok(())
+}
+
+/// The resolved settings of one topic that the log and the produce path use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicConfig {
+    pub retention_ms: i64,
+    pub retention_bytes: i64,
+    pub segment_bytes: u64,
+    pub segment_ms: i64,
+    pub max_message_bytes: i32,
+    pub log_append_time: bool,
+    pub index_interval_bytes: u32,
+    pub compact: bool,
+}
+
+impl TopicConfig {
+    /// Resolves from a lookup that already applied override > dynamic > static > default.
+    pub fn resolve(lookup: impl Fn(&str) -> Option<String>) -> Self {
+        let num = |k: &str, d: i64| lookup(k).and_then(|v| v.parse::<i64>().ok()).unwrap_or(d);
+        TopicConfig {
+            retention_ms: num("retention.ms", 604_800_000),
+            retention_bytes: num("retention.bytes", -1),
+            segment_bytes: num("segment.bytes", 1 << 30).max(14) as u64,
+            segment_ms: num("segment.ms", 604_800_000).max(1),
+            max_message_bytes: num("max.message.bytes", 1_048_588) as i32,
+            log_append_time: lookup("message.timestamp.type").as_deref() == Some("LogAppendTime"),
+            index_interval_bytes: num("index.interval.bytes", 4096).max(1) as u32,
+            compact: lookup("cleanup.policy").is_some_and(|p| p.contains("compact")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(overrides: &[&str]) -> Result<BrokerConfig> {
+        let o: Vec<String> = overrides.iter().map(|s| s.to_string()).collect();
+        BrokerConfig::load(None, Vec::new(), &o)
+    }
+
+    #[test]
+    fn defaults_are_a_single_node_on_9092() {
+        let c = BrokerConfig::single_node_defaults();
+        assert_eq!(c.node_id, 1);
+        assert_eq!(c.listeners[0].port, 9092);
+        assert_eq!(c.log_dir, PathBuf::from("/tmp/fjord-logs"));
+        assert_eq!(
+            c.static_value("log.retention.ms").as_deref(),
+            Some("604800000")
+        );
+    }
+
+    #[test]
+    fn unknown_setting_is_named_in_the_error() {
+        let e = load(&["log.retenshun.ms=5"]).unwrap_err().to_string();
+        assert!(e.contains("log.retenshun.ms"), "{e}");
+    }
+
+    #[test]
+    fn invalid_value_is_named_in_the_error() {
+        let e = load(&["num.partitions=many"]).unwrap_err().to_string();
+        assert!(e.contains("num.partitions"), "{e}");
+        let e = load(&["log.message.timestamp.type=Sometime"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("log.message.timestamp.type"), "{e}");
+    }
+
+    #[test]
+    fn retention_hours_minutes_and_ms_take_kafkas_precedence() {
+        let c = load(&["log.retention.hours=1"]).unwrap();
+        assert_eq!(
+            c.static_value("log.retention.ms").as_deref(),
+            Some("3600000")
+        );
+        let c = load(&["log.retention.hours=1", "log.retention.minutes=2"]).unwrap();
+        assert_eq!(
+            c.static_value("log.retention.ms").as_deref(),
+            Some("120000")
+        );
+        let c = load(&["log.retention.minutes=2", "log.retention.ms=7"]).unwrap();
+        assert_eq!(c.static_value("log.retention.ms").as_deref(), Some("7"));
+    }
+
+    #[test]
+    fn properties_file_env_and_overrides_layer_in_order() {
+        let file = "# comment\nnum.partitions=3\nlog.dirs = /a\n";
+        let env = vec![("FJORD_NUM_PARTITIONS".to_string(), "4".to_string())];
+        let c = BrokerConfig::load(Some(file), env.clone(), &[]).unwrap();
+        assert_eq!(c.num_partitions, 4);
+        assert_eq!(c.log_dir, PathBuf::from("/a"));
+        let c = BrokerConfig::load(Some(file), env, &["num.partitions=5".into()]).unwrap();
+        assert_eq!(c.num_partitions, 5);
+    }
+
+    #[test]
+    fn controller_listener_is_skipped_and_sasl_is_refused_for_now() {
+        let c = load(&[
+            "listeners=PLAINTEXT://127.0.0.1:0,CONTROLLER://127.0.0.1:9093",
+            "controller.quorum.voters=1@127.0.0.1:9093",
+        ])
+        .unwrap();
+        assert_eq!(c.listeners.len(), 1);
+        let e = load(&["listeners=SASL_PLAINTEXT://:9092"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("listeners"), "{e}");
+    }
+
+    #[test]
+    fn topic_values_are_checked() {
+        assert!(validate_topic_value("retention.ms", "1000").is_ok());
+        assert!(validate_topic_value("retention.ms", "-1").is_ok());
+        assert!(validate_topic_value("retention.ms", "-2").is_err());
+        assert!(validate_topic_value("retention.ms", "soon").is_err());
+        assert!(validate_topic_value("cleanup.policy", "shred").is_err());
+        assert!(validate_topic_value("no.such.key", "1").is_err());
+    }
+}

@@ -1,0 +1,616 @@
+//! The group coordinator: consumer groups (classic protocol) and committed offsets.
+//!
+//! Membership lives in [`state::Group`] state machines; this layer parks JoinGroup/SyncGroup
+//! requests on oneshot channels until the state machine releases them, runs the timer tick, and
+//! persists committed offsets in the internal `__consumer_offsets` topic using Apache Kafka's
+//! record schema (OffsetCommitKey v1, OffsetCommitValue v3), so offsets survive restarts. The
+//! partition of a group is `abs(javaHash(group)) % offsets.topic.num.partitions`, as in Kafka.
+//! Member state is not persisted: after a restart members rejoin, as they do after a
+//! coordinator failover in Kafka.
+
+pub mod state;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::records::RecordBatchDecoder;
+use parking_lot::Mutex;
+use tokio::sync::oneshot;
+
+use crate::config::BrokerConfig;
+use crate::log::batch::build_batch;
+use crate::log::now_ms;
+use crate::replica::{ReplicaManager, TopicPartition};
+use state::{Answer, Group, JoinRequest, JoinResult, Limits, Reply, SyncResult};
+
+pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommittedOffset {
+    pub offset: i64,
+    pub leader_epoch: i32,
+    pub metadata: String,
+    pub commit_timestamp: i64,
+}
+
+#[derive(Default)]
+struct Inner {
+    groups: HashMap<String, Group>,
+    offsets: HashMap<String, BTreeMap<TopicPartition, CommittedOffset>>,
+    joins: HashMap<(String, String), oneshot::Sender<JoinResult>>,
+    syncs: HashMap<(String, String), oneshot::Sender<SyncResult>>,
+}
+
+impl Inner {
+    fn deliver(&mut self, group: &str, replies: Vec<Reply>) {
+        for r in replies {
+            match r {
+                Reply::Join(member, result) => {
+                    if let Some(tx) = self.joins.remove(&(group.to_string(), member)) {
+                        let _ = tx.send(result);
+                    }
+                }
+                Reply::Sync(member, result) => {
+                    if let Some(tx) = self.syncs.remove(&(group.to_string(), member)) {
+                        let _ = tx.send(result);
+                    }
+                }
+            }
+        }
+    }
+}
+
+pub struct GroupCoordinator {
+    inner: Mutex<Inner>,
+    limits: Limits,
+    offsets_partitions: i32,
+    replicas: Arc<ReplicaManager>,
+}
+
+/// Java's `String.hashCode`, which Kafka uses to place a group on an offsets partition.
+pub fn java_string_hash(s: &str) -> i32 {
+    s.encode_utf16()
+        .fold(0i32, |h, c| h.wrapping_mul(31).wrapping_add(c as i32))
+}
+
+/// A summary of a group for DescribeGroups / ListGroups.
+#[derive(Debug, Clone)]
+pub struct GroupSummary {
+    pub group_id: String,
+    pub state: &'static str,
+    pub protocol_type: String,
+    pub protocol: String,
+    /// (member id, instance id, client id, client host, metadata, assignment)
+    pub members: Vec<(String, Option<String>, String, String, Bytes, Bytes)>,
+}
+
+fn put_str(b: &mut BytesMut, s: &str) {
+    b.put_i16(s.len() as i16);
+    b.put_slice(s.as_bytes());
+}
+
+fn get_str(b: &mut Bytes) -> Option<String> {
+    if b.remaining() < 2 {
+        return None;
+    }
+    let n = b.get_i16();
+    if n < 0 {
+        return Some(String::new());
+    }
+    if b.remaining() < n as usize {
+        return None;
+    }
+    let s = b.split_to(n as usize);
+    String::from_utf8(s.to_vec()).ok()
+}
+
+/// OffsetCommitKey v1: group, topic, partition.
+fn offset_key(group: &str, tp: &TopicPartition) -> Bytes {
+    let mut b = BytesMut::new();
+    b.put_i16(1);
+    put_str(&mut b, group);
+    put_str(&mut b, &tp.topic);
+    b.put_i32(tp.partition);
+    b.freeze()
+}
+
+/// OffsetCommitValue v3: offset, leader epoch, metadata, commit timestamp.
+fn offset_value(o: &CommittedOffset) -> Bytes {
+    let mut b = BytesMut::new();
+    b.put_i16(3);
+    b.put_i64(o.offset);
+    b.put_i32(o.leader_epoch);
+    put_str(&mut b, &o.metadata);
+    b.put_i64(o.commit_timestamp);
+    b.freeze()
+}
+
+fn parse_offset_record(
+    key: &mut Bytes,
+    value: Option<&mut Bytes>,
+) -> Option<(String, TopicPartition, Option<CommittedOffset>)> {
+    if key.remaining() < 2 {
+        return None;
+    }
+    let version = key.get_i16();
+    if version > 1 {
+        return None; // Group metadata records (v2) are not written by Fjord.
+    }
+    let group = get_str(key)?;
+    let topic = get_str(key)?;
+    if key.remaining() < 4 {
+        return None;
+    }
+    let tp = TopicPartition::new(topic, key.get_i32());
+    let Some(v) = value else {
+        return Some((group, tp, None));
+    };
+    if v.remaining() < 2 {
+        return None;
+    }
+    let vv = v.get_i16();
+    if v.remaining() < 8 {
+        return None;
+    }
+    let offset = v.get_i64();
+    let leader_epoch = if vv >= 3 && v.remaining() >= 4 {
+        v.get_i32()
+    } else {
+        -1
+    };
+    let metadata = get_str(v).unwrap_or_default();
+    let commit_timestamp = if v.remaining() >= 8 { v.get_i64() } else { 0 };
+    Some((
+        group,
+        tp,
+        Some(CommittedOffset {
+            offset,
+            leader_epoch,
+            metadata,
+            commit_timestamp,
+        }),
+    ))
+}
+
+impl GroupCoordinator {
+    pub fn new(config: &BrokerConfig, replicas: Arc<ReplicaManager>) -> Self {
+        GroupCoordinator {
+            inner: Mutex::new(Inner::default()),
+            limits: Limits {
+                min_session_timeout_ms: config.group_min_session_timeout_ms,
+                max_session_timeout_ms: config.group_max_session_timeout_ms,
+                initial_rebalance_delay: Duration::from_millis(
+                    config.group_initial_rebalance_delay_ms,
+                ),
+                max_size: config.group_max_size as usize,
+            },
+            offsets_partitions: config.offsets_topic_num_partitions,
+            replicas,
+        }
+    }
+
+    pub fn partition_for(&self, group: &str) -> i32 {
+        (java_string_hash(group) & 0x7fff_ffff) % self.offsets_partitions
+    }
+
+    /// Rebuilds committed offsets from `__consumer_offsets`.
+    pub fn load(&self) -> crate::error::Result<usize> {
+        let mut loaded = 0;
+        let mut inner = self.inner.lock();
+        for p in 0..self.offsets_partitions {
+            let Some(part) = self.replicas.get(OFFSETS_TOPIC, p) else {
+                continue;
+            };
+            let mut offset = 0;
+            let hw = part.high_watermark();
+            while offset < hw {
+                let r = part.read(offset, 1 << 20, true)?;
+                if r.records.is_empty() {
+                    break;
+                }
+                let mut buf = r.records;
+                let sets = match RecordBatchDecoder::decode_all(&mut buf) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::warn!(partition = p, offset, error = %e, "skipping undecodable offsets batch");
+                        break;
+                    }
+                };
+                for set in sets {
+                    for rec in set.records {
+                        offset = offset.max(rec.offset + 1);
+                        let Some(mut key) = rec.key else { continue };
+                        let mut value = rec.value;
+                        if let Some((group, tp, o)) = parse_offset_record(&mut key, value.as_mut())
+                        {
+                            let g = inner.offsets.entry(group).or_default();
+                            match o {
+                                Some(o) => {
+                                    g.insert(tp, o);
+                                }
+                                None => {
+                                    g.remove(&tp);
+                                }
+                            }
+                            loaded += 1;
+                        }
+                    }
+                }
+            }
+        }
+        inner.offsets.retain(|_, m| !m.is_empty());
+        Ok(loaded)
+    }
+
+    /// Appends offset records (value `None` deletes) for one group to its offsets partition.
+    fn persist(
+        &self,
+        group: &str,
+        entries: &[(TopicPartition, Option<CommittedOffset>)],
+    ) -> Result<(), ResponseError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let part = self
+            .replicas
+            .get(OFFSETS_TOPIC, self.partition_for(group))
+            .ok_or(ResponseError::CoordinatorNotAvailable)?;
+        let keys: Vec<Bytes> = entries
+            .iter()
+            .map(|(tp, _)| offset_key(group, tp))
+            .collect();
+        let values: Vec<Option<Bytes>> = entries
+            .iter()
+            .map(|(_, o)| o.as_ref().map(offset_value))
+            .collect();
+        let kv: Vec<(Option<&[u8]>, Option<&[u8]>)> = keys
+            .iter()
+            .zip(values.iter())
+            .map(|(k, v)| (Some(k.as_ref()), v.as_deref()))
+            .collect();
+        let batch = build_batch(0, now_ms(), &kv);
+        match part.append(&batch, Some(usize::MAX)) {
+            Ok(o) if o.error == 0 => {
+                self.replicas.data_arrived.notify_waiters();
+                Ok(())
+            }
+            Ok(o) => {
+                tracing::warn!(group, code = o.error, "offsets append refused");
+                Err(ResponseError::UnknownServerError)
+            }
+            Err(e) => {
+                tracing::error!(group, error = %e, "offsets append failed");
+                Err(ResponseError::KafkaStorageError)
+            }
+        }
+    }
+
+    pub async fn join(&self, group_id: &str, req: JoinRequest) -> JoinResult {
+        let rx = {
+            let mut inner = self.inner.lock();
+            let group = inner
+                .groups
+                .entry(group_id.to_string())
+                .or_insert_with(|| Group::new(group_id));
+            let (answer, replies) = group.join(req, &self.limits, Instant::now());
+            inner.deliver(group_id, replies);
+            match answer {
+                Answer::Now(r) => return r,
+                Answer::Parked { member_id } => {
+                    let (tx, rx) = oneshot::channel();
+                    inner
+                        .joins
+                        .insert((group_id.to_string(), member_id.clone()), tx);
+                    (rx, member_id)
+                }
+            }
+        };
+        rx.0.await
+            .unwrap_or_else(|_| JoinResult::error(ResponseError::UnknownMemberId, &rx.1))
+    }
+
+    pub async fn sync(
+        &self,
+        group_id: &str,
+        member_id: &str,
+        instance_id: Option<&str>,
+        generation: i32,
+        assignments: Vec<(String, Bytes)>,
+    ) -> SyncResult {
+        let rx = {
+            let mut inner = self.inner.lock();
+            let Some(group) = inner.groups.get_mut(group_id) else {
+                return SyncResult::error(ResponseError::UnknownMemberId);
+            };
+            let (answer, replies) = group.sync(
+                member_id,
+                instance_id,
+                generation,
+                assignments,
+                Instant::now(),
+            );
+            inner.deliver(group_id, replies);
+            match answer {
+                Answer::Now(r) => return r,
+                Answer::Parked { member_id } => {
+                    let (tx, rx) = oneshot::channel();
+                    inner.syncs.insert((group_id.to_string(), member_id), tx);
+                    rx
+                }
+            }
+        };
+        rx.await
+            .unwrap_or_else(|_| SyncResult::error(ResponseError::RebalanceInProgress))
+    }
+
+    pub fn heartbeat(
+        &self,
+        group_id: &str,
+        member_id: &str,
+        instance_id: Option<&str>,
+        generation: i32,
+    ) -> i16 {
+        let mut inner = self.inner.lock();
+        match inner.groups.get_mut(group_id) {
+            Some(g) => g.heartbeat(member_id, instance_id, generation, Instant::now()),
+            None => ResponseError::UnknownMemberId.code(),
+        }
+    }
+
+    pub fn leave(
+        &self,
+        group_id: &str,
+        members: &[(String, Option<String>)],
+    ) -> (i16, Vec<(String, Option<String>, i16)>) {
+        let mut inner = self.inner.lock();
+        let Some(group) = inner.groups.get_mut(group_id) else {
+            return (ResponseError::UnknownMemberId.code(), Vec::new());
+        };
+        let (results, replies) = group.leave(members, &self.limits, Instant::now());
+        inner.deliver(group_id, replies);
+        (0, results)
+    }
+
+    /// Runs the timers of every group; called every 100 ms.
+    pub fn tick(&self) {
+        let now = Instant::now();
+        let mut inner = self.inner.lock();
+        let ids: Vec<String> = inner.groups.keys().cloned().collect();
+        for id in ids {
+            let replies = match inner.groups.get_mut(&id) {
+                Some(g) => g.tick(now, &self.limits),
+                None => continue,
+            };
+            inner.deliver(&id, replies);
+        }
+    }
+
+    /// Commits offsets. `member_id` empty and `generation` -1 is a standalone commit, allowed
+    /// only while the group has no members. Returns one error code for the whole request, or
+    /// per-partition codes.
+    pub fn commit(
+        &self,
+        group_id: &str,
+        member_id: &str,
+        instance_id: Option<&str>,
+        generation: i32,
+        offsets: Vec<(TopicPartition, CommittedOffset)>,
+    ) -> i16 {
+        let mut inner = self.inner.lock();
+        if let Some(g) = inner.groups.get(group_id) {
+            if generation < 0 && member_id.is_empty() {
+                if !g.members.is_empty() {
+                    return ResponseError::UnknownMemberId.code();
+                }
+            } else {
+                if let Some(i) = instance_id {
+                    if g.members
+                        .values()
+                        .any(|m| m.instance_id.as_deref() == Some(i) && m.id != member_id)
+                    {
+                        return ResponseError::FencedInstanceId.code();
+                    }
+                }
+                if !g.members.contains_key(member_id) {
+                    return ResponseError::UnknownMemberId.code();
+                }
+                if g.generation != generation {
+                    return ResponseError::IllegalGeneration.code();
+                }
+                if g.state == state::GroupState::CompletingRebalance {
+                    return ResponseError::RebalanceInProgress.code();
+                }
+            }
+        } else if generation >= 0 {
+            return ResponseError::IllegalGeneration.code();
+        }
+        let entries: Vec<(TopicPartition, Option<CommittedOffset>)> = offsets
+            .iter()
+            .map(|(tp, o)| (tp.clone(), Some(o.clone())))
+            .collect();
+        // Written before it is visible: an acknowledged commit is on disk.
+        if let Err(e) = self.persist(group_id, &entries) {
+            return e.code();
+        }
+        let g = inner.offsets.entry(group_id.to_string()).or_default();
+        for (tp, o) in offsets {
+            g.insert(tp, o);
+        }
+        0
+    }
+
+    /// Committed offsets of a group: all of them, or those asked for.
+    pub fn fetch_offsets(&self, group_id: &str) -> BTreeMap<TopicPartition, CommittedOffset> {
+        self.inner
+            .lock()
+            .offsets
+            .get(group_id)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Every group id with members or offsets.
+    pub fn group_ids(&self) -> Vec<String> {
+        let inner = self.inner.lock();
+        let mut ids: Vec<String> = inner
+            .groups
+            .iter()
+            .filter(|(_, g)| !g.is_empty() || g.generation > 0)
+            .map(|(id, _)| id.clone())
+            .chain(inner.offsets.keys().cloned())
+            .collect();
+        ids.sort();
+        ids.dedup();
+        ids
+    }
+
+    pub fn describe(&self, group_id: &str) -> Option<GroupSummary> {
+        let inner = self.inner.lock();
+        match inner.groups.get(group_id) {
+            Some(g) => {
+                let protocol = g.protocol.clone().unwrap_or_default();
+                Some(GroupSummary {
+                    group_id: group_id.to_string(),
+                    state: g.state.name(),
+                    protocol_type: g.protocol_type.clone().unwrap_or_default(),
+                    protocol: protocol.clone(),
+                    members: g
+                        .members
+                        .values()
+                        .map(|m| {
+                            (
+                                m.id.clone(),
+                                m.instance_id.clone(),
+                                m.client_id.clone(),
+                                m.client_host.clone(),
+                                m.metadata_for(&protocol),
+                                m.assignment.clone(),
+                            )
+                        })
+                        .collect(),
+                })
+            }
+            None if inner.offsets.contains_key(group_id) => Some(GroupSummary {
+                group_id: group_id.to_string(),
+                state: "Empty",
+                protocol_type: "consumer".into(),
+                protocol: String::new(),
+                members: Vec::new(),
+            }),
+            None => None,
+        }
+    }
+
+    /// Deletes an empty group and its offsets.
+    pub fn delete_group(&self, group_id: &str) -> i16 {
+        let mut inner = self.inner.lock();
+        let has_offsets = inner.offsets.contains_key(group_id);
+        match inner.groups.get(group_id) {
+            Some(g) if !g.is_empty() => return ResponseError::NonEmptyGroup.code(),
+            None if !has_offsets => return ResponseError::GroupIdNotFound.code(),
+            _ => {}
+        }
+        let tombstones: Vec<(TopicPartition, Option<CommittedOffset>)> = inner
+            .offsets
+            .get(group_id)
+            .map(|m| m.keys().map(|tp| (tp.clone(), None)).collect())
+            .unwrap_or_default();
+        if let Err(e) = self.persist(group_id, &tombstones) {
+            return e.code();
+        }
+        inner.offsets.remove(group_id);
+        inner.groups.remove(group_id);
+        0
+    }
+
+    /// Deletes committed offsets of some partitions (OffsetDelete), refused while the group
+    /// has active members (they may be consuming those partitions).
+    pub fn delete_offsets(
+        &self,
+        group_id: &str,
+        tps: &[TopicPartition],
+    ) -> Result<Vec<(TopicPartition, i16)>, i16> {
+        let mut inner = self.inner.lock();
+        let has_offsets = inner.offsets.contains_key(group_id);
+        let active = inner
+            .groups
+            .get(group_id)
+            .is_some_and(|g| !g.members.is_empty());
+        if !has_offsets && !active {
+            return Err(ResponseError::GroupIdNotFound.code());
+        }
+        if active {
+            return Ok(tps
+                .iter()
+                .map(|tp| (tp.clone(), ResponseError::GroupSubscribedToTopic.code()))
+                .collect());
+        }
+        let tombstones: Vec<(TopicPartition, Option<CommittedOffset>)> =
+            tps.iter().map(|tp| (tp.clone(), None)).collect();
+        self.persist(group_id, &tombstones).map_err(|e| e.code())?;
+        if let Some(m) = inner.offsets.get_mut(group_id) {
+            for tp in tps {
+                m.remove(tp);
+            }
+        }
+        inner.offsets.retain(|_, m| !m.is_empty());
+        Ok(tps.iter().map(|tp| (tp.clone(), 0)).collect())
+    }
+
+    /// Forgets offsets of topics that no longer exist (after DeleteTopics).
+    pub fn forget_topic(&self, topic: &str) {
+        let mut inner = self.inner.lock();
+        let mut per_group: Vec<(String, Vec<TopicPartition>)> = Vec::new();
+        for (g, m) in inner.offsets.iter() {
+            let tps: Vec<TopicPartition> =
+                m.keys().filter(|tp| tp.topic == topic).cloned().collect();
+            if !tps.is_empty() {
+                per_group.push((g.clone(), tps));
+            }
+        }
+        for (g, tps) in per_group {
+            let tombstones: Vec<_> = tps.iter().map(|tp| (tp.clone(), None)).collect();
+            if self.persist(&g, &tombstones).is_ok() {
+                if let Some(m) = inner.offsets.get_mut(&g) {
+                    for tp in &tps {
+                        m.remove(tp);
+                    }
+                }
+            }
+        }
+        inner.offsets.retain(|_, m| !m.is_empty());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn java_hash_matches_javas_string_hash_code() {
+        // Values from Java's "...".hashCode().
+        assert_eq!(java_string_hash(""), 0);
+        assert_eq!(java_string_hash("a"), 97);
+        assert_eq!(java_string_hash("order-processor"), -1_129_616_173);
+    }
+
+    #[test]
+    fn offset_records_round_trip_in_kafkas_schema() {
+        let tp = TopicPartition::new("orders", 3);
+        let o = CommittedOffset {
+            offset: 42,
+            leader_epoch: 0,
+            metadata: "m".into(),
+            commit_timestamp: 7,
+        };
+        let mut k = offset_key("g", &tp);
+        let mut v = offset_value(&o);
+        assert_eq!(
+            parse_offset_record(&mut k, Some(&mut v)),
+            Some(("g".into(), tp, Some(o)))
+        );
+    }
+}

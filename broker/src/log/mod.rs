@@ -1,0 +1,506 @@
+//! The partition log: an ordered list of [`Segment`]s in one directory, `<topic>-<partition>/`.
+//!
+//! Invariants: segments are contiguous and ordered by base offset; only the last (active)
+//! segment is appended to; `log_start_offset <= next_offset`; every stored batch passed CRC
+//! validation and carries the offset the log assigned it. Recovery after a crash verifies the
+//! active segment batch by batch and truncates a torn tail.
+
+pub mod batch;
+pub mod segment;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+
+pub use batch::BatchHeader;
+pub use segment::{now_ms, Segment};
+
+use crate::config::TopicConfig;
+use crate::error::{Error, Result};
+
+const LOG_START_FILE: &str = "log-start-offset";
+
+#[derive(Debug)]
+pub struct PartitionLog {
+    dir: PathBuf,
+    segments: Vec<Segment>,
+    log_start_offset: i64,
+    pub config: TopicConfig,
+}
+
+/// What a read returned.
+#[derive(Debug, Clone)]
+pub struct ReadResult {
+    pub records: Bytes,
+    pub log_start_offset: i64,
+    pub next_offset: i64,
+}
+
+impl PartitionLog {
+    /// Opens (or creates) the log in `dir`. `clean` says the broker shut down cleanly, in which
+    /// case saved indexes are trusted; otherwise the active segment is verified.
+    pub fn open(dir: &Path, config: TopicConfig, clean: bool) -> Result<Self> {
+        fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        let mut bases: Vec<i64> = fs::read_dir(dir)
+            .map_err(|e| Error::io(dir, e))?
+            .filter_map(|e| e.ok())
+            .filter_map(|e| {
+                let name = e.file_name().into_string().ok()?;
+                name.strip_suffix(".log")?.parse::<i64>().ok()
+            })
+            .collect();
+        bases.sort_unstable();
+        let mut segments = Vec::with_capacity(bases.len().max(1));
+        let n = bases.len();
+        for (i, base) in bases.into_iter().enumerate() {
+            let last = i + 1 == n;
+            let seg = Segment::open(dir, base, last && !clean, config.index_interval_bytes)?;
+            segments.push(seg);
+        }
+        // A later segment must start where the one before it ends; a gap means a lost file.
+        for w in segments.windows(2) {
+            if w[0].next_offset > w[1].base_offset {
+                return Err(Error::SegmentCorrupt {
+                    path: dir.to_path_buf(),
+                    position: 0,
+                    reason: format!(
+                        "segment {} ends at {} after segment {} starts",
+                        w[0].base_offset, w[0].next_offset, w[1].base_offset
+                    ),
+                });
+            }
+        }
+        if segments.is_empty() {
+            segments.push(Segment::create(dir, 0)?);
+        }
+        let saved_start = fs::read_to_string(dir.join(LOG_START_FILE))
+            .ok()
+            .and_then(|s| s.trim().parse::<i64>().ok())
+            .unwrap_or(0);
+        let first_base = segments[0].base_offset;
+        let next = segments.last().map(|s| s.next_offset).unwrap_or(0);
+        let log = PartitionLog {
+            dir: dir.to_path_buf(),
+            log_start_offset: saved_start.max(first_base).min(next),
+            segments,
+            config,
+        };
+        Ok(log)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn next_offset(&self) -> i64 {
+        self.active().next_offset
+    }
+
+    pub fn log_start_offset(&self) -> i64 {
+        self.log_start_offset
+    }
+
+    pub fn size_bytes(&self) -> u64 {
+        self.segments.iter().map(|s| s.size).sum()
+    }
+
+    pub fn segment_count(&self) -> usize {
+        self.segments.len()
+    }
+
+    fn active(&self) -> &Segment {
+        self.segments
+            .last()
+            .expect("a log always has an active segment")
+    }
+
+    fn active_mut(&mut self) -> &mut Segment {
+        self.segments
+            .last_mut()
+            .expect("a log always has an active segment")
+    }
+
+    /// Rolls to a new segment when the active one is full or old enough.
+    fn maybe_roll(&mut self, incoming: usize, now: i64) -> Result<()> {
+        let cfg = &self.config;
+        let a = self.active();
+        let full = a.size > 0 && a.size + incoming as u64 > cfg.segment_bytes;
+        let old = a.size > 0 && now - a.created_ms >= cfg.segment_ms;
+        // Relative offsets in the index are u32 and positions are u32: roll before either wraps.
+        let wide = a.next_offset - a.base_offset > i32::MAX as i64
+            || a.size + incoming as u64 > u32::MAX as u64;
+        if full || old || wide {
+            self.roll()?;
+        }
+        Ok(())
+    }
+
+    pub fn roll(&mut self) -> Result<()> {
+        let next = self.next_offset();
+        self.active_mut().save_indexes()?;
+        let seg = Segment::create(&self.dir, next)?;
+        self.segments.push(seg);
+        Ok(())
+    }
+
+    /// Appends a validated record set. `batches` are the positions and headers returned by
+    /// [`batch::validate_record_set`]. Returns the base offset of the first batch.
+    pub fn append(
+        &mut self,
+        records: &[u8],
+        batches: &[(usize, BatchHeader)],
+        leader_epoch: i32,
+        now: i64,
+    ) -> Result<i64> {
+        let first = self.next_offset();
+        for (pos, h) in batches {
+            let raw = &records[*pos..*pos + h.total_len()];
+            self.maybe_roll(raw.len(), now)?;
+            let base = self.next_offset();
+            let interval = self.config.index_interval_bytes;
+            if self.config.log_append_time {
+                let mut owned = raw.to_vec();
+                batch::set_log_append_time(&mut owned, now);
+                let h2 = BatchHeader::parse(&owned).expect("validated batch");
+                let prefix = batch::stored_prefix(&h2, base, leader_epoch);
+                self.active_mut()
+                    .append(&prefix, &owned[16..], &h2, base, interval)?;
+            } else {
+                let prefix = batch::stored_prefix(h, base, leader_epoch);
+                self.active_mut()
+                    .append(&prefix, &raw[16..], h, base, interval)?;
+            }
+        }
+        Ok(first)
+    }
+
+    /// Reads whole batches starting at the batch that contains `offset`, up to `max_bytes`
+    /// (at least one batch when `min_one`), never past `limit` (the high watermark).
+    pub fn read(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        min_one: bool,
+        limit: i64,
+    ) -> Result<ReadResult> {
+        let mut out = ReadResult {
+            records: Bytes::new(),
+            log_start_offset: self.log_start_offset,
+            next_offset: self.next_offset(),
+        };
+        if offset >= limit {
+            return Ok(out);
+        }
+        let i = self
+            .segments
+            .partition_point(|s| s.base_offset <= offset)
+            .saturating_sub(1);
+        for seg in &self.segments[i..] {
+            if seg.next_offset <= offset {
+                continue;
+            }
+            let bytes = seg.read(offset, max_bytes, min_one)?;
+            if !bytes.is_empty() {
+                out.records = bytes;
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// The earliest offset whose batch has a timestamp at or after `ts`, with that batch's
+    /// timestamp, or `None`.
+    pub fn offset_for_timestamp(&self, ts: i64) -> Result<Option<(i64, i64)>> {
+        for seg in &self.segments {
+            if let Some((o, t)) = seg.offset_for_timestamp(ts)? {
+                return Ok(Some((o.max(self.log_start_offset), t)));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The largest timestamp in the log and the offset of its batch (ListOffsets MAX_TIMESTAMP).
+    pub fn max_timestamp(&self) -> Result<Option<(i64, i64)>> {
+        let mut best: Option<(i64, i64)> = None;
+        for seg in &self.segments {
+            seg.for_each_header(|h| {
+                if best.is_none_or(|(t, _)| h.max_timestamp > t) {
+                    best = Some((h.max_timestamp, h.last_offset()));
+                }
+            })?;
+        }
+        Ok(best)
+    }
+
+    /// Visits every batch header from the oldest segment on.
+    pub fn for_each_header(&self, mut f: impl FnMut(&BatchHeader)) -> Result<()> {
+        for seg in &self.segments {
+            seg.for_each_header(&mut f)?;
+        }
+        Ok(())
+    }
+
+    /// Moves the log start forward (DeleteRecords) and drops segments wholly below it.
+    pub fn advance_log_start(&mut self, offset: i64) -> Result<i64> {
+        let offset = offset.min(self.next_offset());
+        if offset > self.log_start_offset {
+            self.log_start_offset = offset;
+            let p = self.dir.join(LOG_START_FILE);
+            fs::write(&p, offset.to_string()).map_err(|e| Error::io(&p, e))?;
+        }
+        self.delete_segments_while(|seg, log_start| seg.next_offset <= log_start)?;
+        Ok(self.log_start_offset)
+    }
+
+    /// Drops old segments (never the active one while it is empty) while `doomed` says so.
+    fn delete_segments_while(
+        &mut self,
+        mut doomed: impl FnMut(&Segment, i64) -> bool,
+    ) -> Result<usize> {
+        let mut deleted = 0;
+        while self.segments.len() > 1 && doomed(&self.segments[0], self.log_start_offset) {
+            let seg = self.segments.remove(0);
+            seg.delete()?;
+            deleted += 1;
+            self.log_start_offset = self.log_start_offset.max(self.segments[0].base_offset);
+        }
+        Ok(deleted)
+    }
+
+    /// Applies `retention.ms` and `retention.bytes`; returns how many segments were deleted.
+    pub fn enforce_retention(&mut self, now: i64) -> Result<usize> {
+        let cfg = self.config.clone();
+        // An expired active segment with data is rolled first so that it can go too.
+        let active = self.active();
+        if cfg.retention_ms >= 0
+            && active.size > 0
+            && active.max_timestamp >= 0
+            && now - active.max_timestamp > cfg.retention_ms
+        {
+            self.roll()?;
+        }
+        let mut deleted = 0;
+        if cfg.retention_ms >= 0 {
+            deleted += self.delete_segments_while(|seg, _| {
+                let ts = if seg.max_timestamp >= 0 {
+                    seg.max_timestamp
+                } else {
+                    seg.created_ms
+                };
+                now - ts > cfg.retention_ms
+            })?;
+        }
+        if cfg.retention_bytes >= 0 {
+            let mut size = self.size_bytes();
+            deleted += self.delete_segments_while(|seg, _| {
+                if size.saturating_sub(seg.size) >= cfg.retention_bytes as u64
+                    && size > cfg.retention_bytes as u64
+                {
+                    size -= seg.size;
+                    true
+                } else {
+                    false
+                }
+            })?;
+        }
+        if deleted > 0 {
+            let p = self.dir.join(LOG_START_FILE);
+            fs::write(&p, self.log_start_offset.to_string()).map_err(|e| Error::io(&p, e))?;
+        }
+        Ok(deleted)
+    }
+
+    /// Rolls by age even when nothing is produced (so idle topics still expire).
+    pub fn roll_if_old(&mut self, now: i64) -> Result<()> {
+        self.maybe_roll(0, now)
+    }
+
+    /// Flushes data and saves the active segment's indexes (clean shutdown).
+    pub fn close(&mut self) -> Result<()> {
+        for seg in &mut self.segments {
+            seg.save_indexes()?;
+        }
+        self.active().flush()
+    }
+
+    pub fn flush(&self) -> Result<()> {
+        self.active().flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::batch::{build_batch, validate_record_set};
+    use super::*;
+    use std::io::Write;
+
+    fn cfg() -> TopicConfig {
+        TopicConfig::resolve(|k| match k {
+            "segment.bytes" => Some("1000".into()),
+            "index.interval.bytes" => Some("100".into()),
+            _ => None,
+        })
+    }
+
+    fn append_values(log: &mut PartitionLog, n: usize, ts: i64) -> Vec<i64> {
+        (0..n)
+            .map(|i| {
+                let v = format!("value-{i}");
+                let b = build_batch(0, ts, &[(None, Some(v.as_bytes()))]);
+                let batches = validate_record_set(&b, 1 << 20).unwrap();
+                log.append(&b, &batches, 0, ts).unwrap()
+            })
+            .collect()
+    }
+
+    fn all_offsets(log: &PartitionLog) -> Vec<i64> {
+        let mut v = Vec::new();
+        log.for_each_header(|h| v.push(h.base_offset)).unwrap();
+        v
+    }
+
+    #[test]
+    fn appends_assign_consecutive_offsets_and_roll_by_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = PartitionLog::open(dir.path(), cfg(), true).unwrap();
+        let offsets = append_values(&mut log, 50, 1);
+        assert_eq!(offsets, (0..50).collect::<Vec<_>>());
+        assert!(log.segment_count() > 1, "1000-byte segments must roll");
+        assert_eq!(all_offsets(&log), (0..50).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn fetch_inside_a_batch_returns_the_whole_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = PartitionLog::open(dir.path(), cfg(), true).unwrap();
+        let b = build_batch(
+            0,
+            1,
+            &[(None, Some(b"a")), (None, Some(b"b")), (None, Some(b"c"))],
+        );
+        let batches = validate_record_set(&b, 1 << 20).unwrap();
+        log.append(&b, &batches, 0, 1).unwrap();
+        let r = log.read(1, 1 << 20, true, log.next_offset()).unwrap();
+        let h = BatchHeader::parse(&r.records).unwrap();
+        assert_eq!(h.base_offset, 0);
+        assert_eq!(h.records_count, 3);
+        assert_eq!(r.records.len(), b.len());
+    }
+
+    #[test]
+    fn reads_return_at_least_one_batch_and_respect_max_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = PartitionLog::open(dir.path(), cfg(), true).unwrap();
+        append_values(&mut log, 10, 1);
+        let r = log.read(0, 1, true, 10).unwrap();
+        assert_eq!(validate_record_set(&r.records, 1 << 20).unwrap().len(), 1);
+        let r = log.read(0, 1, false, 10).unwrap();
+        assert!(r.records.is_empty());
+        let r = log.read(10, 1000, true, 10).unwrap();
+        assert!(r.records.is_empty());
+    }
+
+    #[test]
+    fn reopening_after_a_clean_close_keeps_everything() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let mut log = PartitionLog::open(dir.path(), cfg(), true).unwrap();
+            append_values(&mut log, 30, 1);
+            log.close().unwrap();
+        }
+        let log = PartitionLog::open(dir.path(), cfg(), true).unwrap();
+        assert_eq!(log.next_offset(), 30);
+        assert_eq!(all_offsets(&log), (0..30).collect::<Vec<_>>());
+        let r = log.read(17, 1 << 20, true, 30).unwrap();
+        assert_eq!(BatchHeader::parse(&r.records).unwrap().base_offset, 17);
+    }
+
+    #[test]
+    fn recovery_truncates_a_torn_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let last_file;
+        {
+            let mut log = PartitionLog::open(dir.path(), cfg(), true).unwrap();
+            append_values(&mut log, 5, 1);
+            last_file = log
+                .dir()
+                .join(segment::file_name(log.active().base_offset, "log"));
+        }
+        // Half a batch, as a kill -9 in the middle of a write leaves it.
+        let b = build_batch(5, 1, &[(None, Some(b"torn"))]);
+        let mut f = fs::OpenOptions::new()
+            .append(true)
+            .open(&last_file)
+            .unwrap();
+        f.write_all(&b[..b.len() / 2]).unwrap();
+        drop(f);
+        let mut log = PartitionLog::open(dir.path(), cfg(), false).unwrap();
+        assert_eq!(log.next_offset(), 5);
+        assert_eq!(append_values(&mut log, 1, 1), vec![5]);
+        assert_eq!(all_offsets(&log), (0..6).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn recovery_truncates_at_a_corrupt_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let path;
+        {
+            let mut log = PartitionLog::open(dir.path(), cfg(), true).unwrap();
+            append_values(&mut log, 3, 1);
+            path = log.dir().join(segment::file_name(0, "log"));
+        }
+        let mut bytes = fs::read(&path).unwrap();
+        let n = bytes.len();
+        bytes[n - 2] ^= 0xff;
+        fs::write(&path, bytes).unwrap();
+        let log = PartitionLog::open(dir.path(), cfg(), false).unwrap();
+        assert_eq!(log.next_offset(), 2);
+    }
+
+    #[test]
+    fn retention_by_bytes_and_time_deletes_old_segments_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = PartitionLog::open(dir.path(), cfg(), true).unwrap();
+        append_values(&mut log, 60, 1_000);
+        let before = log.segment_count();
+        log.config.retention_bytes = 1500;
+        let deleted = log.enforce_retention(2_000).unwrap();
+        assert!(deleted > 0 && log.segment_count() < before);
+        assert!(log.size_bytes() <= 1500 + 1000);
+        assert!(log.log_start_offset() > 0);
+        assert_eq!(log.next_offset(), 60);
+        log.config.retention_bytes = -1;
+        log.config.retention_ms = 10;
+        log.enforce_retention(1_000_000).unwrap();
+        assert_eq!(log.size_bytes(), 0);
+        assert_eq!(log.log_start_offset(), 60);
+        assert_eq!(append_values(&mut log, 1, 1_000_000), vec![60]);
+    }
+
+    #[test]
+    fn offsets_for_timestamps_find_the_first_batch_at_or_after() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = PartitionLog::open(dir.path(), cfg(), true).unwrap();
+        for i in 0..40 {
+            append_values(&mut log, 1, 100 + i * 10);
+        }
+        assert_eq!(log.offset_for_timestamp(0).unwrap(), Some((0, 100)));
+        assert_eq!(log.offset_for_timestamp(205).unwrap(), Some((11, 210)));
+        assert_eq!(log.offset_for_timestamp(210).unwrap(), Some((11, 210)));
+        assert_eq!(log.offset_for_timestamp(10_000).unwrap(), None);
+    }
+
+    #[test]
+    fn delete_records_moves_the_log_start_and_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let mut log = PartitionLog::open(dir.path(), cfg(), true).unwrap();
+            append_values(&mut log, 40, 1);
+            assert_eq!(log.advance_log_start(25).unwrap(), 25);
+            log.close().unwrap();
+        }
+        let log = PartitionLog::open(dir.path(), cfg(), true).unwrap();
+        assert_eq!(log.log_start_offset(), 25);
+    }
+}

@@ -1,0 +1,248 @@
+//! Metadata records and the in-memory image they build.
+//!
+//! The image is a pure function of the ordered record log: replaying the same records gives
+//! the same image on every broker. That is what lets a Raft quorum replace the single-node log
+//! underneath without touching the readers.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// One entry of the metadata log (the KRaft record types Fjord needs so far).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum MetadataRecord {
+    RegisterBroker {
+        node_id: i32,
+        host: String,
+        port: i32,
+        rack: Option<String>,
+    },
+    Topic {
+        name: String,
+        topic_id: Uuid,
+    },
+    Partition {
+        topic_id: Uuid,
+        partition: i32,
+        replicas: Vec<i32>,
+        isr: Vec<i32>,
+        leader: i32,
+        leader_epoch: i32,
+    },
+    RemoveTopic {
+        topic_id: Uuid,
+    },
+    /// A dynamic config entry; `value: None` deletes it. `resource` is a topic name for
+    /// topics, and for brokers the node id or "" for the cluster-wide default.
+    Config {
+        resource_type: ResourceType,
+        resource: String,
+        key: String,
+        value: Option<String>,
+    },
+    /// Producer ids below `next` have been handed out.
+    ProducerIds {
+        next: i64,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum ResourceType {
+    Topic,
+    Broker,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionImage {
+    pub replicas: Vec<i32>,
+    pub isr: Vec<i32>,
+    pub leader: i32,
+    pub leader_epoch: i32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicImage {
+    pub name: String,
+    pub id: Uuid,
+    pub partitions: Vec<PartitionImage>,
+    pub configs: BTreeMap<String, String>,
+}
+
+impl TopicImage {
+    pub fn is_internal(&self) -> bool {
+        self.name.starts_with("__")
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerImage {
+    pub node_id: i32,
+    pub host: String,
+    pub port: i32,
+    pub rack: Option<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct MetadataImage {
+    pub topics: BTreeMap<String, TopicImage>,
+    pub topic_ids: HashMap<Uuid, String>,
+    pub brokers: BTreeMap<i32, BrokerImage>,
+    /// Dynamic broker configs: "" is the cluster default, otherwise a node id.
+    pub broker_configs: BTreeMap<String, BTreeMap<String, String>>,
+    pub next_producer_id: i64,
+    /// How many records have been applied.
+    pub applied: u64,
+}
+
+impl MetadataImage {
+    pub fn apply(&mut self, rec: &MetadataRecord) {
+        self.applied += 1;
+        match rec {
+            MetadataRecord::RegisterBroker {
+                node_id,
+                host,
+                port,
+                rack,
+            } => {
+                self.brokers.insert(
+                    *node_id,
+                    BrokerImage {
+                        node_id: *node_id,
+                        host: host.clone(),
+                        port: *port,
+                        rack: rack.clone(),
+                    },
+                );
+            }
+            MetadataRecord::Topic { name, topic_id } => {
+                self.topic_ids.insert(*topic_id, name.clone());
+                self.topics.insert(
+                    name.clone(),
+                    TopicImage {
+                        name: name.clone(),
+                        id: *topic_id,
+                        partitions: Vec::new(),
+                        configs: BTreeMap::new(),
+                    },
+                );
+            }
+            MetadataRecord::Partition {
+                topic_id,
+                partition,
+                replicas,
+                isr,
+                leader,
+                leader_epoch,
+            } => {
+                let Some(t) = self
+                    .topic_ids
+                    .get(topic_id)
+                    .and_then(|n| self.topics.get_mut(n))
+                else {
+                    return;
+                };
+                let p = PartitionImage {
+                    replicas: replicas.clone(),
+                    isr: isr.clone(),
+                    leader: *leader,
+                    leader_epoch: *leader_epoch,
+                };
+                let i = *partition as usize;
+                if i < t.partitions.len() {
+                    t.partitions[i] = p;
+                } else if i == t.partitions.len() {
+                    t.partitions.push(p);
+                }
+            }
+            MetadataRecord::RemoveTopic { topic_id } => {
+                if let Some(name) = self.topic_ids.remove(topic_id) {
+                    self.topics.remove(&name);
+                }
+            }
+            MetadataRecord::Config {
+                resource_type,
+                resource,
+                key,
+                value,
+            } => {
+                let map = match resource_type {
+                    ResourceType::Topic => match self.topics.get_mut(resource) {
+                        Some(t) => &mut t.configs,
+                        None => return,
+                    },
+                    ResourceType::Broker => {
+                        self.broker_configs.entry(resource.clone()).or_default()
+                    }
+                };
+                match value {
+                    Some(v) => {
+                        map.insert(key.clone(), v.clone());
+                    }
+                    None => {
+                        map.remove(key);
+                    }
+                }
+            }
+            MetadataRecord::ProducerIds { next } => {
+                self.next_producer_id = self.next_producer_id.max(*next);
+            }
+        }
+    }
+
+    pub fn topic_by_id(&self, id: &Uuid) -> Option<&TopicImage> {
+        self.topic_ids.get(id).and_then(|n| self.topics.get(n))
+    }
+
+    /// A dynamic broker value for `node` (node-specific first, then the cluster default).
+    pub fn dynamic_broker_value(&self, node: i32, key: &str) -> Option<&String> {
+        self.broker_configs
+            .get(&node.to_string())
+            .and_then(|m| m.get(key))
+            .or_else(|| self.broker_configs.get("").and_then(|m| m.get(key)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replaying_records_builds_topics_and_removal_forgets_them() {
+        let id = Uuid::new_v4();
+        let recs = vec![
+            MetadataRecord::Topic {
+                name: "t".into(),
+                topic_id: id,
+            },
+            MetadataRecord::Partition {
+                topic_id: id,
+                partition: 0,
+                replicas: vec![1],
+                isr: vec![1],
+                leader: 1,
+                leader_epoch: 0,
+            },
+            MetadataRecord::Config {
+                resource_type: ResourceType::Topic,
+                resource: "t".into(),
+                key: "retention.ms".into(),
+                value: Some("1000".into()),
+            },
+        ];
+        let mut img = MetadataImage::default();
+        for r in &recs {
+            img.apply(r);
+        }
+        assert_eq!(img.topics["t"].partitions.len(), 1);
+        assert_eq!(img.topics["t"].configs["retention.ms"], "1000");
+        let json = serde_json::to_string(&recs[0]).unwrap();
+        assert_eq!(
+            serde_json::from_str::<MetadataRecord>(&json).unwrap(),
+            recs[0]
+        );
+        img.apply(&MetadataRecord::RemoveTopic { topic_id: id });
+        assert!(img.topics.is_empty() && img.topic_ids.is_empty());
+    }
+}

@@ -1,0 +1,394 @@
+//! The replica manager: the partitions this broker hosts, their logs, producer state and high
+//! watermarks, and the wake-ups that long-polling fetches wait on.
+//!
+//! On a single node every partition is led here and the high watermark is the log end offset
+//! once an append returns. The per-partition state sits behind one mutex so that sequence checks
+//! and appends are atomic; reads take the same lock only to locate and copy bytes.
+//!
+//! Partition directories carry a `partition.metadata` file with the topic id (as Kafka does), so
+//! a directory left from a deleted topic is never mistaken for a re-created one of the same name.
+
+pub mod producer;
+
+use std::collections::HashMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use kafka_protocol::error::ResponseError;
+use parking_lot::{Mutex, RwLock};
+use tokio::sync::Notify;
+use uuid::Uuid;
+
+use crate::config::{BrokerConfig, TopicConfig, TOPIC_KEYS};
+use crate::error::{Error, Result};
+use crate::log::batch::{validate_record_set, BatchError};
+use crate::log::{now_ms, PartitionLog, ReadResult};
+use crate::metadata::{MetadataImage, METADATA_DIR};
+use producer::{ProducerStateTable, SequenceCheck};
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TopicPartition {
+    pub topic: String,
+    pub partition: i32,
+}
+
+impl TopicPartition {
+    pub fn new(topic: impl Into<String>, partition: i32) -> Self {
+        TopicPartition {
+            topic: topic.into(),
+            partition,
+        }
+    }
+
+    pub fn dir_name(&self) -> String {
+        format!("{}-{}", self.topic, self.partition)
+    }
+}
+
+pub struct PartitionState {
+    pub log: PartitionLog,
+    pub producers: ProducerStateTable,
+    pub leader_epoch: i32,
+}
+
+pub struct Partition {
+    pub tp: TopicPartition,
+    pub topic_id: Uuid,
+    pub state: Mutex<PartitionState>,
+}
+
+/// The outcome of appending one partition's record set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendOutcome {
+    pub error: i16,
+    pub base_offset: i64,
+    pub log_start_offset: i64,
+    pub log_append_time: i64,
+}
+
+impl AppendOutcome {
+    fn error(e: ResponseError) -> Self {
+        AppendOutcome {
+            error: e.code(),
+            base_offset: -1,
+            log_start_offset: -1,
+            log_append_time: -1,
+        }
+    }
+}
+
+impl Partition {
+    /// Validates, checks idempotence, and appends. Data problems are error codes, storage
+    /// failures are `Err`.
+    pub fn append(
+        &self,
+        records: &[u8],
+        max_message_bytes: Option<usize>,
+    ) -> Result<AppendOutcome> {
+        let mut st = self.state.lock();
+        let max = max_message_bytes.unwrap_or(st.log.config.max_message_bytes.max(0) as usize);
+        let batches = match validate_record_set(records, max) {
+            Ok(b) => b,
+            Err(BatchError::TooLarge { .. }) => {
+                return Ok(AppendOutcome::error(ResponseError::MessageTooLarge))
+            }
+            Err(BatchError::OldFormat) => {
+                return Ok(AppendOutcome::error(
+                    ResponseError::UnsupportedForMessageFormat,
+                ))
+            }
+            Err(BatchError::Corrupt(why)) => {
+                tracing::warn!(partition = %self.tp.dir_name(), %why, "refusing a corrupt record set");
+                return Ok(AppendOutcome::error(ResponseError::CorruptMessage));
+            }
+        };
+        // Idempotence is checked for every batch before any is written, so a request is
+        // appended whole or not at all.
+        let mut duplicate = None;
+        for (_, h) in &batches {
+            if h.is_transactional() {
+                return Ok(AppendOutcome::error(
+                    ResponseError::TransactionalIdAuthorizationFailed,
+                ));
+            }
+            match st.producers.check(h) {
+                SequenceCheck::Append => {}
+                SequenceCheck::Duplicate { base_offset } => {
+                    if batches.len() == 1 {
+                        duplicate = Some(base_offset);
+                    } else {
+                        return Ok(AppendOutcome::error(ResponseError::DuplicateSequenceNumber));
+                    }
+                }
+                SequenceCheck::OutOfOrder { .. } => {
+                    return Ok(AppendOutcome::error(
+                        ResponseError::OutOfOrderSequenceNumber,
+                    ))
+                }
+                SequenceCheck::Fenced => {
+                    return Ok(AppendOutcome::error(ResponseError::InvalidProducerEpoch))
+                }
+                SequenceCheck::UnknownProducer => {
+                    return Ok(AppendOutcome::error(ResponseError::UnknownProducerId))
+                }
+            }
+        }
+        let now = now_ms();
+        let log_append_time = if st.log.config.log_append_time {
+            now
+        } else {
+            -1
+        };
+        if let Some(base_offset) = duplicate {
+            return Ok(AppendOutcome {
+                error: 0,
+                base_offset,
+                log_start_offset: st.log.log_start_offset(),
+                log_append_time,
+            });
+        }
+        let epoch = st.leader_epoch;
+        let base = st.log.append(records, &batches, epoch, now)?;
+        let mut offset = base;
+        for (_, h) in &batches {
+            st.producers.record(h, offset);
+            offset += h.last_offset_delta as i64 + 1;
+        }
+        Ok(AppendOutcome {
+            error: 0,
+            base_offset: base,
+            log_start_offset: st.log.log_start_offset(),
+            log_append_time,
+        })
+    }
+
+    /// Log end offset, which is the high watermark on a single node.
+    pub fn high_watermark(&self) -> i64 {
+        self.state.lock().log.next_offset()
+    }
+
+    pub fn read(&self, offset: i64, max_bytes: usize, min_one: bool) -> Result<ReadResult> {
+        let st = self.state.lock();
+        let hw = st.log.next_offset();
+        st.log.read(offset, max_bytes, min_one, hw)
+    }
+}
+
+pub struct ReplicaManager {
+    log_dir: PathBuf,
+    node_id: i32,
+    config: BrokerConfig,
+    partitions: RwLock<HashMap<TopicPartition, Arc<Partition>>>,
+    /// Woken on every append, for fetches waiting on `min.bytes`.
+    pub data_arrived: Notify,
+    clean_start: bool,
+}
+
+const PARTITION_METADATA: &str = "partition.metadata";
+const CLEAN_SHUTDOWN: &str = ".fjord-clean-shutdown";
+
+impl ReplicaManager {
+    /// Prepares the log directory. Returns whether the previous shutdown was clean.
+    pub fn new(config: &BrokerConfig) -> Result<Self> {
+        let dir = config.log_dir.clone();
+        fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        let marker = dir.join(CLEAN_SHUTDOWN);
+        let clean_start = marker.exists();
+        if clean_start {
+            fs::remove_file(&marker).map_err(|e| Error::io(&marker, e))?;
+        }
+        Ok(ReplicaManager {
+            log_dir: dir,
+            node_id: config.node_id,
+            config: config.clone(),
+            partitions: RwLock::new(HashMap::new()),
+            data_arrived: Notify::new(),
+            clean_start,
+        })
+    }
+
+    pub fn clean_start(&self) -> bool {
+        self.clean_start
+    }
+
+    pub fn log_dir(&self) -> &Path {
+        &self.log_dir
+    }
+
+    pub fn get(&self, topic: &str, partition: i32) -> Option<Arc<Partition>> {
+        self.partitions
+            .read()
+            .get(&TopicPartition::new(topic, partition))
+            .cloned()
+    }
+
+    pub fn all(&self) -> Vec<Arc<Partition>> {
+        self.partitions.read().values().cloned().collect()
+    }
+
+    /// The resolved config of a topic from the image and the broker's settings.
+    pub fn topic_config(&self, image: &MetadataImage, topic: &str) -> TopicConfig {
+        let overrides = image.topics.get(topic).map(|t| &t.configs);
+        TopicConfig::resolve(|key| {
+            if let Some(v) = overrides.and_then(|o| o.get(key)) {
+                return Some(v.clone());
+            }
+            let broker_key = TOPIC_KEYS.iter().find(|(k, _, _)| *k == key)?.2;
+            image
+                .dynamic_broker_value(self.node_id, broker_key)
+                .cloned()
+                .or_else(|| self.config.static_value(broker_key))
+        })
+    }
+
+    /// Brings hosted partitions in line with the image: opens or creates logs for new
+    /// partitions, applies changed configs, and deletes the logs of deleted topics.
+    pub fn sync(&self, image: &MetadataImage) -> Result<()> {
+        let mut wanted: HashMap<TopicPartition, Uuid> = HashMap::new();
+        for t in image.topics.values() {
+            for (i, p) in t.partitions.iter().enumerate() {
+                if p.replicas.contains(&self.node_id) {
+                    wanted.insert(TopicPartition::new(&t.name, i as i32), t.id);
+                }
+            }
+        }
+        // Remove partitions no longer wanted (or whose topic was re-created under a new id).
+        let doomed: Vec<Arc<Partition>> = {
+            let mut parts = self.partitions.write();
+            let gone: Vec<TopicPartition> = parts
+                .iter()
+                .filter(|(tp, p)| wanted.get(tp) != Some(&p.topic_id))
+                .map(|(tp, _)| tp.clone())
+                .collect();
+            gone.iter().filter_map(|tp| parts.remove(tp)).collect()
+        };
+        for p in doomed {
+            let dir = p.state.lock().log.dir().to_path_buf();
+            delete_partition_dir(&dir, p.topic_id)?;
+        }
+        // Directories on disk that the image does not know (deleted while we were down).
+        if let Ok(entries) = fs::read_dir(&self.log_dir) {
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().to_string();
+                if !e.path().is_dir() || name == METADATA_DIR || name.ends_with("-delete") {
+                    continue;
+                }
+                let Some((topic, part)) = name.rsplit_once('-') else {
+                    continue;
+                };
+                let Ok(part) = part.parse::<i32>() else {
+                    continue;
+                };
+                let tp = TopicPartition::new(topic, part);
+                let on_disk = read_topic_id(&e.path());
+                if wanted.get(&tp).is_none()
+                    || on_disk.is_some_and(|id| Some(&id) != wanted.get(&tp))
+                {
+                    if !self.partitions.read().contains_key(&tp) {
+                        delete_partition_dir(&e.path(), on_disk.unwrap_or_default())?;
+                    }
+                }
+            }
+        }
+        // Purge directories renamed for deletion earlier.
+        if let Ok(entries) = fs::read_dir(&self.log_dir) {
+            for e in entries.flatten() {
+                if e.file_name().to_string_lossy().ends_with("-delete") {
+                    let _ = fs::remove_dir_all(e.path());
+                }
+            }
+        }
+        for (tp, id) in wanted {
+            let config = self.topic_config(image, &tp.topic);
+            let existing = self.get(&tp.topic, tp.partition);
+            match existing {
+                Some(p) => {
+                    let mut st = p.state.lock();
+                    if st.log.config != config {
+                        st.log.config = config;
+                    }
+                }
+                None => {
+                    let dir = self.log_dir.join(tp.dir_name());
+                    let log = PartitionLog::open(&dir, config, self.clean_start)?;
+                    write_topic_id(&dir, id)?;
+                    let mut producers = ProducerStateTable::default();
+                    log.for_each_header(|h| producers.record(h, h.base_offset))?;
+                    let p = Arc::new(Partition {
+                        tp: tp.clone(),
+                        topic_id: id,
+                        state: Mutex::new(PartitionState {
+                            log,
+                            producers,
+                            leader_epoch: 0,
+                        }),
+                    });
+                    self.partitions.write().insert(tp, p);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Background housekeeping: age-based rolls and retention, for every partition.
+    pub fn enforce_retention(&self) -> usize {
+        let now = now_ms();
+        let mut deleted = 0;
+        for p in self.all() {
+            let mut st = p.state.lock();
+            if let Err(e) = st.log.roll_if_old(now) {
+                tracing::warn!(partition = %p.tp.dir_name(), error = %e, "roll failed");
+            }
+            if st.log.config.compact {
+                continue; // Compaction is not implemented; compacted topics keep everything.
+            }
+            match st.log.enforce_retention(now) {
+                Ok(n) => deleted += n,
+                Err(e) => {
+                    tracing::warn!(partition = %p.tp.dir_name(), error = %e, "retention failed")
+                }
+            }
+        }
+        deleted
+    }
+
+    /// Flushes and closes every log and leaves the clean-shutdown marker.
+    pub fn shutdown(&self) -> Result<()> {
+        for p in self.all() {
+            p.state.lock().log.close()?;
+        }
+        let marker = self.log_dir.join(CLEAN_SHUTDOWN);
+        fs::write(&marker, b"").map_err(|e| Error::io(&marker, e))
+    }
+}
+
+fn read_topic_id(dir: &Path) -> Option<Uuid> {
+    let text = fs::read_to_string(dir.join(PARTITION_METADATA)).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("topic_id: "))
+        .and_then(|id| Uuid::parse_str(id.trim()).ok())
+}
+
+fn write_topic_id(dir: &Path, id: Uuid) -> Result<()> {
+    let p = dir.join(PARTITION_METADATA);
+    fs::write(&p, format!("version: 0\ntopic_id: {id}\n")).map_err(|e| Error::io(&p, e))
+}
+
+/// Renames the directory out of the way at once (so a re-created topic starts empty) and
+/// removes it; the rename is what makes deletion atomic across a crash.
+fn delete_partition_dir(dir: &Path, id: Uuid) -> Result<()> {
+    if !dir.exists() {
+        return Ok(());
+    }
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
+    let target = dir.with_file_name(format!("{name}.{}-delete", id.simple()));
+    fs::rename(dir, &target).map_err(|e| Error::io(dir, e))?;
+    if let Err(e) = fs::remove_dir_all(&target) {
+        tracing::warn!(dir = %target.display(), error = %e, "could not remove a deleted partition");
+    }
+    Ok(())
+}

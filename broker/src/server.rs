@@ -1,0 +1,228 @@
+//! Listeners, connections and the broker's background tasks.
+//!
+//! A connection reads one size-prefixed request at a time, checks the size against
+//! `socket.request.max.bytes` before allocating, hands the frame to [`crate::api::handle`], and
+//! writes the response before reading the next request, so responses leave in request order as
+//! Kafka requires. Broken framing or an undecodable request closes that one connection.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinSet;
+
+use crate::api;
+use crate::broker::{Broker, Endpoint};
+use crate::config::BrokerConfig;
+use crate::error::{Error, Result};
+
+/// Binds the configured client listeners. A listener without a host binds every interface
+/// (IPv6 dual-stack where available, so both `127.0.0.1` and `::1` reach it); `localhost`
+/// binds both loopback addresses, because librdkafka tries `::1` first.
+pub async fn bind(config: &BrokerConfig) -> Result<Vec<TcpListener>> {
+    let mut out = Vec::new();
+    for l in &config.listeners {
+        let addrs: Vec<String> = match l.host.as_str() {
+            "" | "0.0.0.0" | "::" => {
+                vec![format!("[::]:{}", l.port), format!("0.0.0.0:{}", l.port)]
+            }
+            "localhost" => vec![format!("127.0.0.1:{}", l.port), format!("[::1]:{}", l.port)],
+            h if h.contains(':') => vec![format!("[{h}]:{}", l.port)],
+            h => vec![format!("{h}:{}", l.port)],
+        };
+        let mut bound_any = false;
+        let mut last_err = None;
+        for a in &addrs {
+            // With port 0 the second address must reuse the port the first one got.
+            let a = match (l.port, out.last()) {
+                (0, Some(first)) if bound_any => {
+                    let first: &TcpListener = first;
+                    let port = first.local_addr()?.port();
+                    a.replace(":0", &format!(":{port}"))
+                }
+                _ => a.clone(),
+            };
+            match TcpListener::bind(&a).await {
+                Ok(s) => {
+                    out.push(s);
+                    bound_any = true;
+                    if matches!(l.host.as_str(), "" | "0.0.0.0" | "::") {
+                        break; // Dual-stack [::] already covers IPv4.
+                    }
+                }
+                Err(e) => last_err = Some((a, e)),
+            }
+        }
+        if !bound_any {
+            let (a, e) = last_err.expect("at least one address was tried");
+            return Err(Error::config("listeners", format!("cannot bind {a}: {e}")));
+        }
+    }
+    Ok(out)
+}
+
+/// What clients are told to connect to: `advertised.listeners`, else the first listener with
+/// its bound port (so `:0` works in tests) and `localhost` for a wildcard host.
+pub fn advertised_endpoint(config: &BrokerConfig, listeners: &[TcpListener]) -> Result<Endpoint> {
+    if let Some(a) = config.advertised_listeners.first() {
+        if a.port != 0 {
+            return Ok(Endpoint {
+                host: if a.host.is_empty() {
+                    "localhost".into()
+                } else {
+                    a.host.clone()
+                },
+                port: a.port as i32,
+            });
+        }
+    }
+    let first = config
+        .listeners
+        .first()
+        .ok_or_else(|| Error::config("listeners", "no client listener"))?;
+    let port = listeners
+        .first()
+        .map(|l| l.local_addr().map(|a| a.port()))
+        .transpose()?
+        .unwrap_or(first.port);
+    let host = match first.host.as_str() {
+        "" | "0.0.0.0" | "::" => "localhost".to_string(),
+        h => h.to_string(),
+    };
+    Ok(Endpoint {
+        host,
+        port: port as i32,
+    })
+}
+
+/// Runs a broker on already-bound listeners until `shutdown` completes, then shuts down
+/// cleanly (logs flushed, indexes saved, directory marked clean).
+pub async fn run(
+    listeners: Vec<TcpListener>,
+    config: BrokerConfig,
+    shutdown: impl Future,
+) -> Result<()> {
+    let endpoint = advertised_endpoint(&config, &listeners)?;
+    let broker = Broker::start(config, endpoint).await?;
+    let mut tasks = JoinSet::new();
+    for l in listeners {
+        tracing::info!(addr = %l.local_addr()?, "listening for Kafka clients");
+        tasks.spawn(accept_loop(l, broker.clone()));
+    }
+    if let Some(addr) = &broker.config.metrics_listener {
+        match crate::metrics::bind(addr).await {
+            Ok(l) => {
+                tracing::info!(addr = %l.local_addr()?, "serving Prometheus metrics at /metrics");
+                tasks.spawn(crate::metrics::serve(l, broker.clone()));
+            }
+            Err(e) => {
+                return Err(Error::config(
+                    "fjord.metrics.listener",
+                    format!("cannot bind {addr}: {e}"),
+                ));
+            }
+        }
+    }
+    tasks.spawn(group_timers(broker.clone()));
+    tasks.spawn(housekeeping(broker.clone()));
+    shutdown.await;
+    tracing::info!("shutting down");
+    tasks.abort_all();
+    while tasks.join_next().await.is_some() {}
+    broker.shutdown().await?;
+    tracing::info!("shut down cleanly");
+    Ok(())
+}
+
+async fn accept_loop(listener: TcpListener, broker: Arc<Broker>) {
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    connections.spawn(serve_connection(stream, peer, broker.clone()));
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            Some(_) = connections.join_next() => {}
+        }
+    }
+}
+
+/// Per-connection facts the handlers need.
+#[derive(Debug, Clone)]
+pub struct Connection {
+    pub peer: SocketAddr,
+}
+
+#[tracing::instrument(name = "connection", skip_all, fields(peer = %peer))]
+async fn serve_connection(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>) {
+    let (rd, wr) = stream.into_split();
+    let mut reader = BufReader::with_capacity(64 * 1024, rd);
+    let mut writer = BufWriter::with_capacity(64 * 1024, wr);
+    let conn = Connection { peer };
+    let max = broker.config.socket_request_max_bytes;
+    loop {
+        let len = match reader.read_i32().await {
+            Ok(n) => n,
+            Err(_) => return, // Closed by the client.
+        };
+        if len < 0 || len as usize > max {
+            tracing::warn!(len, max, "closing connection: request size out of bounds");
+            return;
+        }
+        let mut frame = BytesMut::zeroed(len as usize);
+        if let Err(e) = reader.read_exact(&mut frame).await {
+            tracing::debug!(error = %e, "connection closed mid-request");
+            return;
+        }
+        match api::handle(&broker, frame.freeze(), &conn).await {
+            Ok(Some(response)) => {
+                if writer.write_all(&response).await.is_err() {
+                    return;
+                }
+                if writer.flush().await.is_err() {
+                    return;
+                }
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "closing connection: bad request");
+                let _ = writer.flush().await;
+                return;
+            }
+        }
+    }
+}
+
+async fn group_timers(broker: Arc<Broker>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    loop {
+        tick.tick().await;
+        broker.groups.tick();
+    }
+}
+
+async fn housekeeping(broker: Arc<Broker>) {
+    let every = Duration::from_millis(broker.config.retention_check_interval_ms);
+    let mut tick = tokio::time::interval(every);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let b = broker.clone();
+        let deleted = tokio::task::spawn_blocking(move || b.replicas.enforce_retention())
+            .await
+            .unwrap_or(0);
+        if deleted > 0 {
+            tracing::info!(segments = deleted, "retention deleted old segments");
+        }
+    }
+}
