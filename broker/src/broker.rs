@@ -136,27 +136,6 @@ impl Broker {
             })
             .await?
             .map_err(|r| Error::Metadata(r.message))?;
-        let offsets_partitions = broker.config.offsets_topic_num_partitions;
-        broker
-            .metadata
-            .commit(|img| {
-                if img.topics.contains_key(OFFSETS_TOPIC) {
-                    return Ok(Vec::new());
-                }
-                let mut configs = BTreeMap::new();
-                configs.insert("cleanup.policy".to_string(), "compact".to_string());
-                configs.insert("segment.bytes".to_string(), (100 << 20).to_string());
-                let spec = TopicSpec {
-                    name: OFFSETS_TOPIC,
-                    partitions: offsets_partitions,
-                    replication_factor: 1,
-                    assignments: BTreeMap::new(),
-                    configs,
-                };
-                plan_create_topic(img, &spec, &broker.defaults()).map(|(_, r)| r)
-            })
-            .await?
-            .map_err(|r| Error::Metadata(r.message))?;
         broker.replicas.sync(&broker.metadata.image())?;
         let loaded = broker.groups.load()?;
         tracing::info!(
@@ -225,6 +204,34 @@ impl Broker {
             tracing::info!(topic = name, "auto-created topic");
         }
         result.map(|_| ())
+    }
+
+    /// Creates `__consumer_offsets` the first time a group needs a coordinator, as Kafka does
+    /// (so it is not listed before any group has existed).
+    pub async fn ensure_offsets_topic(&self) -> std::result::Result<(), Refusal> {
+        if self.metadata.image().topics.contains_key(OFFSETS_TOPIC) {
+            return Ok(());
+        }
+        let partitions = self.config.offsets_topic_num_partitions;
+        let defaults = self.defaults();
+        self.commit_metadata(|img| {
+            if img.topics.contains_key(OFFSETS_TOPIC) {
+                return Ok(Vec::new());
+            }
+            let mut configs = BTreeMap::new();
+            configs.insert("cleanup.policy".to_string(), "compact".to_string());
+            configs.insert("segment.bytes".to_string(), (100 << 20).to_string());
+            let spec = TopicSpec {
+                name: OFFSETS_TOPIC,
+                partitions,
+                replication_factor: 1,
+                assignments: BTreeMap::new(),
+                configs,
+            };
+            plan_create_topic(img, &spec, &defaults).map(|(_, r)| r)
+        })
+        .await
+        .map(|_| ())
     }
 
     /// A producer id no other producer has had, reserving a new block when needed.

@@ -43,11 +43,18 @@ pub fn describe_cluster(
 
 const GROUP_KEY: i8 = 0;
 
-pub fn find_coordinator(
+pub async fn find_coordinator(
     broker: &Arc<Broker>,
     req: FindCoordinatorRequest,
     ctx: &RequestContext,
 ) -> FindCoordinatorResponse {
+    let offsets_ready = if req.key_type == GROUP_KEY {
+        broker.ensure_offsets_topic().await.map_err(|r| {
+            tracing::error!(reason = %r.message, "cannot create the offsets topic");
+        })
+    } else {
+        Ok(())
+    };
     // Every group's coordinator is this node; transactions are not supported yet.
     let answer = |key: &str| -> Coordinator {
         let c = Coordinator::default().with_key(str_bytes(key));
@@ -57,6 +64,12 @@ pub fn find_coordinator(
                 .with_error_message(Some(str_bytes(
                     "Transactions are not supported by this broker yet",
                 )))
+                .with_node_id(BrokerId(-1))
+                .with_port(-1);
+        }
+        if offsets_ready.is_err() {
+            return c
+                .with_error_code(KafkaError::CoordinatorNotAvailable.code())
                 .with_node_id(BrokerId(-1))
                 .with_port(-1);
         }

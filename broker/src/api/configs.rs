@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse;
 use kafka_protocol::messages::describe_configs_response::{
-    DescribeConfigsResourceResult, DescribeConfigsResult,
+    DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym,
 };
 use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse as IncrementalResult;
 use kafka_protocol::messages::{
@@ -60,6 +60,46 @@ fn entry(
         .with_read_only(read_only)
 }
 
+fn synonym(name: &str, value: &str, source: i8) -> DescribeConfigsSynonym {
+    DescribeConfigsSynonym::default()
+        .with_name(str_bytes(name))
+        .with_value(Some(str_bytes(value)))
+        .with_source(source)
+}
+
+/// Every level that has a value for a topic key, most specific first (Kafka's synonyms).
+fn topic_synonyms(
+    broker: &Broker,
+    image: &MetadataImage,
+    overrides: Option<&BTreeMap<String, String>>,
+    key: &str,
+    broker_key: &str,
+) -> Vec<DescribeConfigsSynonym> {
+    let mut out = Vec::new();
+    if let Some(v) = overrides.and_then(|o| o.get(key)) {
+        out.push(synonym(key, v, SOURCE_TOPIC));
+    }
+    if let Some(v) = image
+        .broker_configs
+        .get(&broker.config.node_id.to_string())
+        .and_then(|m| m.get(broker_key))
+    {
+        out.push(synonym(broker_key, v, SOURCE_DYNAMIC_BROKER));
+    }
+    if let Some(v) = image.broker_configs.get("").and_then(|m| m.get(broker_key)) {
+        out.push(synonym(broker_key, v, SOURCE_DYNAMIC_DEFAULT_BROKER));
+    }
+    if let Some(v) = broker.config.static_value(broker_key) {
+        let source = if broker.config.is_set(broker_key) {
+            SOURCE_STATIC_BROKER
+        } else {
+            SOURCE_DEFAULT
+        };
+        out.push(synonym(broker_key, &v, source));
+    }
+    out
+}
+
 fn describe_topic(
     broker: &Broker,
     image: &MetadataImage,
@@ -69,45 +109,15 @@ fn describe_topic(
         .topics
         .get(name)
         .ok_or(KafkaError::UnknownTopicOrPartition)?;
-    let node = broker.config.node_id;
     Ok(TOPIC_KEYS
         .iter()
         .map(|(key, ty, broker_key)| {
-            if let Some(v) = topic.configs.get(*key) {
-                return entry(key, Some(v.clone()), SOURCE_TOPIC, *ty, false);
-            }
-            if let Some(v) = image
-                .broker_configs
-                .get(&node.to_string())
-                .and_then(|m| m.get(*broker_key))
-            {
-                return entry(key, Some(v.clone()), SOURCE_DYNAMIC_BROKER, *ty, false);
-            }
-            if let Some(v) = image
-                .broker_configs
-                .get("")
-                .and_then(|m| m.get(*broker_key))
-            {
-                return entry(
-                    key,
-                    Some(v.clone()),
-                    SOURCE_DYNAMIC_DEFAULT_BROKER,
-                    *ty,
-                    false,
-                );
-            }
-            let source = if broker.config.is_set(broker_key) {
-                SOURCE_STATIC_BROKER
-            } else {
-                SOURCE_DEFAULT
+            let synonyms = topic_synonyms(broker, image, Some(&topic.configs), key, broker_key);
+            let (value, source) = match synonyms.first() {
+                Some(s) => (s.value.as_ref().map(|v| v.to_string()), s.source),
+                None => (None, SOURCE_DEFAULT),
             };
-            entry(
-                key,
-                broker.config.static_value(broker_key),
-                source,
-                *ty,
-                false,
-            )
+            entry(key, value, source, *ty, false).with_synonyms(synonyms)
         })
         .collect())
 }
@@ -195,6 +205,11 @@ pub fn describe(
                 .with_resource_name(r.resource_name.clone());
             match found {
                 Ok(mut configs) => {
+                    if !req.include_synonyms {
+                        for c in &mut configs {
+                            c.synonyms.clear();
+                        }
+                    }
                     if let Some(keys) = &r.configuration_keys {
                         configs.retain(|c| keys.iter().any(|k| k == &c.name));
                     }

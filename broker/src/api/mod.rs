@@ -174,7 +174,9 @@ async fn dispatch(
         Rq::InitProducerId(r) => {
             Rs::InitProducerId(cluster::init_producer_id(broker, r, ctx).await)
         }
-        Rq::FindCoordinator(r) => Rs::FindCoordinator(cluster::find_coordinator(broker, r, ctx)),
+        Rq::FindCoordinator(r) => {
+            Rs::FindCoordinator(cluster::find_coordinator(broker, r, ctx).await)
+        }
         Rq::DescribeLogDirs(r) => Rs::DescribeLogDirs(cluster::describe_log_dirs(broker, r, ctx)),
         Rq::DeleteRecords(r) => Rs::DeleteRecords(records::delete_records(broker, r, ctx)),
         Rq::JoinGroup(r) => Rs::JoinGroup(groups::join(broker, r, ctx).await),

@@ -1,0 +1,280 @@
+//! Test support: a real broker on `127.0.0.1:0` in this process, and a minimal Kafka client
+//! that speaks the wire protocol through the `kafka-protocol` crate.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use fjord_broker::BrokerConfig;
+use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
+use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub type TestResult<T = ()> = anyhow::Result<T>;
+
+pub struct TestBroker {
+    pub addr: SocketAddr,
+    pub dir: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<fjord_broker::Result<()>>>,
+}
+
+impl TestBroker {
+    pub async fn start(extra: &[&str]) -> TestResult<Self> {
+        let tmp = tempfile::tempdir()?;
+        let dir = tmp.path().to_path_buf();
+        let mut b = Self::start_in(&dir, extra).await?;
+        b._tmp = Some(tmp);
+        Ok(b)
+    }
+
+    pub async fn start_in(dir: &Path, extra: &[&str]) -> TestResult<Self> {
+        let mut overrides = vec![
+            "listeners=PLAINTEXT://127.0.0.1:0".to_string(),
+            format!("log.dirs={}", dir.display()),
+            "fjord.metrics.listener=127.0.0.1:0".to_string(),
+            "group.initial.rebalance.delay.ms=0".to_string(),
+            "offsets.topic.num.partitions=3".to_string(),
+        ];
+        overrides.extend(extra.iter().map(|s| s.to_string()));
+        let config = BrokerConfig::load(None, Vec::new(), &overrides)?;
+        let listeners = fjord_broker::bind(&config).await?;
+        let addr = listeners[0].local_addr()?;
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(fjord_broker::run(listeners, config, async move {
+            let _ = rx.await;
+        }));
+        let b = TestBroker {
+            addr,
+            dir: dir.to_path_buf(),
+            _tmp: None,
+            stop: Some(tx),
+            task: Some(task),
+        };
+        // Ready when ApiVersions answers.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(mut c) = Client::connect(addr).await {
+                if c.api_versions().await.is_ok() {
+                    break;
+                }
+            }
+            anyhow::ensure!(Instant::now() < deadline, "broker did not start");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(b)
+    }
+
+    /// Clean shutdown; keeps the directory (and its TempDir guard) for a restart.
+    pub async fn stop(mut self) -> TestResult<(PathBuf, Option<tempfile::TempDir>)> {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.task.take() {
+            t.await??;
+        }
+        Ok((self.dir.clone(), self._tmp.take()))
+    }
+
+    /// Abrupt stop: the broker task is aborted without its shutdown path (no flush, no
+    /// clean-shutdown marker), as close to a crash as an in-process broker gets.
+    pub async fn crash(mut self) -> TestResult<(PathBuf, Option<tempfile::TempDir>)> {
+        if let Some(t) = self.task.take() {
+            t.abort();
+            let _ = t.await;
+        }
+        Ok((self.dir.clone(), self._tmp.take()))
+    }
+
+    pub async fn client(&self) -> TestResult<Client> {
+        Client::connect(self.addr).await
+    }
+}
+
+pub struct Client {
+    pub stream: TcpStream,
+    correlation: i32,
+}
+
+impl Client {
+    pub async fn connect(addr: SocketAddr) -> TestResult<Self> {
+        let stream = TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        Ok(Client {
+            stream,
+            correlation: 0,
+        })
+    }
+
+    pub fn encode<R: Request + Encodable>(&mut self, req: &R, version: i16) -> TestResult<Bytes> {
+        self.correlation += 1;
+        let header = RequestHeader::default()
+            .with_request_api_key(R::KEY)
+            .with_request_api_version(version)
+            .with_correlation_id(self.correlation)
+            .with_client_id(Some(StrBytes::from_static_str("fjord-test")));
+        let mut body = BytesMut::new();
+        header.encode(&mut body, R::header_version(version))?;
+        req.encode(&mut body, version)?;
+        let mut framed = BytesMut::with_capacity(body.len() + 4);
+        framed.put_i32(body.len() as i32);
+        framed.put_slice(&body);
+        Ok(framed.freeze())
+    }
+
+    pub async fn send_raw(&mut self, bytes: &[u8]) -> TestResult {
+        self.stream.write_all(bytes).await?;
+        Ok(())
+    }
+
+    /// Reads one response frame; `Ok(None)` when the broker closed the connection.
+    pub async fn read_frame(&mut self) -> TestResult<Option<Bytes>> {
+        let len = match self.stream.read_i32().await {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let mut buf = vec![0u8; len as usize];
+        self.stream.read_exact(&mut buf).await?;
+        Ok(Some(Bytes::from(buf)))
+    }
+
+    pub async fn send<R>(&mut self, req: R, version: i16) -> TestResult<R::Response>
+    where
+        R: Request + Encodable,
+        R::Response: Decodable + HeaderVersion,
+    {
+        let frame = self.encode(&req, version)?;
+        self.send_raw(&frame).await?;
+        let mut resp = self
+            .read_frame()
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("connection closed"))?;
+        let header_version = if R::KEY == ApiKey::ApiVersions as i16 {
+            0
+        } else {
+            <R::Response as HeaderVersion>::header_version(version)
+        };
+        let header = ResponseHeader::decode(&mut resp, header_version)?;
+        anyhow::ensure!(
+            header.correlation_id == self.correlation,
+            "correlation id mismatch"
+        );
+        let body = <R::Response as Decodable>::decode(&mut resp, version)?;
+        anyhow::ensure!(
+            !resp.has_remaining(),
+            "{} bytes left after the response",
+            resp.remaining()
+        );
+        Ok(body)
+    }
+
+    pub async fn api_versions(
+        &mut self,
+    ) -> TestResult<kafka_protocol::messages::ApiVersionsResponse> {
+        self.send(kafka_protocol::messages::ApiVersionsRequest::default(), 3)
+            .await
+    }
+}
+
+/// A fresh topic name per test.
+pub fn topic(name: &str) -> String {
+    format!("{name}-{}", uuid::Uuid::new_v4().simple())
+}
+
+/// Polls `f` until it returns `Some`, or fails at the deadline.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> TestResult<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f().await {
+            return Ok(v);
+        }
+        anyhow::ensure!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+use indexmap::IndexMap;
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
+
+/// One encoded batch of key/value records, as a producer would send it.
+pub fn batch(values: &[(&str, &str)], compression: Compression) -> Bytes {
+    idempotent_batch(values, compression, -1, -1, -1)
+}
+
+pub fn idempotent_batch(
+    values: &[(&str, &str)],
+    compression: Compression,
+    producer_id: i64,
+    epoch: i16,
+    sequence: i32,
+) -> Bytes {
+    let records: Vec<Record> = values
+        .iter()
+        .enumerate()
+        .map(|(i, (k, v))| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: -1,
+            producer_id,
+            producer_epoch: epoch,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            // The encoder starts a new batch unless offset - sequence stays constant.
+            sequence: if sequence < 0 {
+                i as i32 - 1
+            } else {
+                sequence + i as i32
+            },
+            timestamp: 1_700_000_000_000 + i as i64,
+            key: Some(Bytes::copy_from_slice(k.as_bytes())),
+            value: Some(Bytes::copy_from_slice(v.as_bytes())),
+            headers: IndexMap::new(),
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        records.iter(),
+        &RecordEncodeOptions {
+            version: 2,
+            compression,
+        },
+    )
+    .expect("encodable records");
+    buf.freeze()
+}
+
+/// Decodes fetched bytes into (offset, key, value).
+pub fn decode(mut records: Bytes) -> TestResult<Vec<(i64, String, String)>> {
+    let mut out = Vec::new();
+    for set in RecordBatchDecoder::decode_all(&mut records)? {
+        for r in set.records {
+            let k = r
+                .key
+                .map(|k| String::from_utf8_lossy(&k).to_string())
+                .unwrap_or_default();
+            let v = r
+                .value
+                .map(|v| String::from_utf8_lossy(&v).to_string())
+                .unwrap_or_default();
+            out.push((r.offset, k, v));
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,429 @@
+//! Produce and Fetch through the wire protocol against a real broker.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use common::*;
+use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{
+    CreateTopicsRequest, FetchRequest, FetchResponse, InitProducerIdRequest, ListOffsetsRequest,
+    MetadataRequest, ProduceRequest, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::records::Compression;
+
+fn name(s: &str) -> TopicName {
+    TopicName(StrBytes::from_string(s.to_string()))
+}
+
+async fn create(
+    c: &mut Client,
+    topic: &str,
+    partitions: i32,
+    configs: &[(&str, &str)],
+) -> TestResult {
+    let req = CreateTopicsRequest::default().with_topics(vec![CreatableTopic::default()
+        .with_name(name(topic))
+        .with_num_partitions(partitions)
+        .with_replication_factor(1)
+        .with_configs(
+            configs
+                .iter()
+                .map(|(k, v)| {
+                    CreatableTopicConfig::default()
+                        .with_name(StrBytes::from_string(k.to_string()))
+                        .with_value(Some(StrBytes::from_string(v.to_string())))
+                })
+                .collect(),
+        )]);
+    let r = c.send(req, 7).await?;
+    anyhow::ensure!(
+        r.topics[0].error_code == 0,
+        "create failed: {:?}",
+        r.topics[0].error_message
+    );
+    Ok(())
+}
+
+/// Produces one record set; returns (error code, base offset).
+async fn produce(
+    c: &mut Client,
+    topic: &str,
+    partition: i32,
+    records: Bytes,
+    acks: i16,
+) -> TestResult<(i16, i64)> {
+    let req = ProduceRequest::default()
+        .with_acks(acks)
+        .with_timeout_ms(5000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(name(topic))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(partition)
+                .with_records(Some(records))])]);
+    let r = c.send(req, 11).await?;
+    let p = &r.responses[0].partition_responses[0];
+    Ok((p.error_code, p.base_offset))
+}
+
+fn fetch_req(
+    topic: &str,
+    partition: i32,
+    offset: i64,
+    max_wait_ms: i32,
+    min_bytes: i32,
+) -> FetchRequest {
+    FetchRequest::default()
+        .with_replica_id(kafka_protocol::messages::BrokerId(-1))
+        .with_max_wait_ms(max_wait_ms)
+        .with_min_bytes(min_bytes)
+        .with_max_bytes(50 << 20)
+        .with_session_epoch(-1)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(name(topic))
+            .with_partitions(vec![FetchPartition::default()
+                .with_partition(partition)
+                .with_fetch_offset(offset)
+                .with_partition_max_bytes(1 << 20)])])
+}
+
+async fn fetch(
+    c: &mut Client,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+) -> TestResult<FetchResponse> {
+    c.send(fetch_req(topic, partition, offset, 0, 0), 12).await
+}
+
+#[tokio::test]
+async fn every_codec_round_trips_byte_for_byte() -> TestResult {
+    let b = TestBroker::start(&[]).await?;
+    let mut c = b.client().await?;
+    let t = topic("codecs");
+    create(&mut c, &t, 1, &[]).await?;
+    let mut expected = Vec::new();
+    let mut next = 0;
+    for codec in [
+        Compression::None,
+        Compression::Gzip,
+        Compression::Snappy,
+        Compression::Lz4,
+        Compression::Zstd,
+    ] {
+        let values: Vec<(String, String)> = (0..5)
+            .map(|i| (format!("k{i}"), format!("{codec:?} value {i} 한국어")))
+            .collect();
+        let refs: Vec<(&str, &str)> = values
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let (err, base) = produce(&mut c, &t, 0, batch(&refs, codec), -1).await?;
+        assert_eq!((err, base), (0, next), "{codec:?}");
+        for (i, (k, v)) in values.into_iter().enumerate() {
+            expected.push((next + i as i64, k, v));
+        }
+        next += 5;
+    }
+    let r = fetch(&mut c, &t, 0, 0).await?;
+    let p = &r.responses[0].partitions[0];
+    assert_eq!((p.error_code, p.high_watermark), (0, 25));
+    assert_eq!(decode(p.records.clone().expect("records"))?, expected);
+    Ok(())
+}
+
+#[tokio::test]
+async fn fetch_inside_a_batch_returns_the_whole_batch() -> TestResult {
+    let b = TestBroker::start(&[]).await?;
+    let mut c = b.client().await?;
+    let t = topic("inside");
+    create(&mut c, &t, 1, &[]).await?;
+    produce(
+        &mut c,
+        &t,
+        0,
+        batch(&[("a", "1"), ("b", "2"), ("c", "3")], Compression::Lz4),
+        1,
+    )
+    .await?;
+    let r = fetch(&mut c, &t, 0, 2).await?;
+    let got = decode(
+        r.responses[0].partitions[0]
+            .records
+            .clone()
+            .expect("records"),
+    )?;
+    assert_eq!(got.iter().map(|r| r.0).collect::<Vec<_>>(), vec![0, 1, 2]);
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_empty_partition_returns_an_empty_record_set_not_null() -> TestResult {
+    let b = TestBroker::start(&[]).await?;
+    let mut c = b.client().await?;
+    let t = topic("empty");
+    create(&mut c, &t, 1, &[]).await?;
+    for version in [4, 12, 15] {
+        let r = c.send(fetch_req(&t, 0, 0, 0, 0), version).await?;
+        assert_eq!(
+            r.responses[0].partitions[0]
+                .records
+                .as_ref()
+                .map(|r| r.len()),
+            Some(0),
+            "v{version}"
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn fetch_by_topic_id_works_from_v13() -> TestResult {
+    let b = TestBroker::start(&[]).await?;
+    let mut c = b.client().await?;
+    let t = topic("byid");
+    create(&mut c, &t, 1, &[]).await?;
+    produce(&mut c, &t, 0, batch(&[("k", "v")], Compression::None), 1).await?;
+    let md = c
+        .send(
+            MetadataRequest::default().with_topics(Some(vec![
+                kafka_protocol::messages::metadata_request::MetadataRequestTopic::default()
+                    .with_name(Some(name(&t))),
+            ])),
+            12,
+        )
+        .await?;
+    let id = md.topics[0].topic_id;
+    assert!(!id.is_nil(), "topic ids are non-zero");
+    let mut req = fetch_req("", 0, 0, 0, 0);
+    req.topics[0].topic_id = id;
+    let r = c.send(req, 16).await?;
+    assert_eq!(r.responses[0].topic_id, id);
+    assert_eq!(
+        decode(
+            r.responses[0].partitions[0]
+                .records
+                .clone()
+                .expect("records")
+        )?
+        .len(),
+        1
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_long_poll_waits_for_data_and_wakes_when_it_arrives() -> TestResult {
+    let b = TestBroker::start(&[]).await?;
+    let mut c = b.client().await?;
+    let t = topic("longpoll");
+    create(&mut c, &t, 1, &[]).await?;
+    // Nothing arrives: the fetch waits for max_wait_ms.
+    let started = Instant::now();
+    let r = c.send(fetch_req(&t, 0, 0, 300, 1), 12).await?;
+    assert!(
+        started.elapsed() >= Duration::from_millis(250),
+        "returned before max_wait_ms"
+    );
+    assert_eq!(
+        r.responses[0].partitions[0]
+            .records
+            .as_ref()
+            .map(|r| r.len()),
+        Some(0)
+    );
+    // Data arrives while another connection waits with a long max_wait_ms.
+    let mut waiter = b.client().await?;
+    let t2 = t.clone();
+    let wait = tokio::spawn(async move { waiter.send(fetch_req(&t2, 0, 0, 30_000, 1), 12).await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    produce(&mut c, &t, 0, batch(&[("k", "v")], Compression::None), 1).await?;
+    let r = tokio::time::timeout(Duration::from_secs(10), wait).await???;
+    assert_eq!(
+        decode(
+            r.responses[0].partitions[0]
+                .records
+                .clone()
+                .expect("records")
+        )?
+        .len(),
+        1
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_batch_over_max_message_bytes_is_message_too_large() -> TestResult {
+    let b = TestBroker::start(&[]).await?;
+    let mut c = b.client().await?;
+    let t = topic("toolarge");
+    create(&mut c, &t, 1, &[("max.message.bytes", "1000")]).await?;
+    let big = "x".repeat(2000);
+    let (err, _) = produce(
+        &mut c,
+        &t,
+        0,
+        batch(&[("k", big.as_str())], Compression::None),
+        1,
+    )
+    .await?;
+    assert_eq!(err, 10, "MESSAGE_TOO_LARGE");
+    let (err, base) = produce(
+        &mut c,
+        &t,
+        0,
+        batch(&[("k", "small")], Compression::None),
+        1,
+    )
+    .await?;
+    assert_eq!(
+        (err, base),
+        (0, 0),
+        "nothing was stored by the refused batch"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_corrupt_batch_is_refused_and_stores_nothing() -> TestResult {
+    let b = TestBroker::start(&[]).await?;
+    let mut c = b.client().await?;
+    let t = topic("corrupt");
+    create(&mut c, &t, 1, &[]).await?;
+    let mut bad = batch(&[("k", "v")], Compression::None).to_vec();
+    let n = bad.len();
+    bad[n - 1] ^= 0xff;
+    let (err, _) = produce(&mut c, &t, 0, Bytes::from(bad), 1).await?;
+    assert_eq!(err, 2, "CORRUPT_MESSAGE");
+    let r = fetch(&mut c, &t, 0, 0).await?;
+    assert_eq!(r.responses[0].partitions[0].high_watermark, 0);
+    Ok(())
+}
+
+#[tokio::test]
+async fn bad_topic_names_are_invalid_topic_exception() -> TestResult {
+    let b = TestBroker::start(&[]).await?;
+    let mut c = b.client().await?;
+    let req = CreateTopicsRequest::default().with_topics(vec![CreatableTopic::default()
+        .with_name(name("no spaces allowed"))
+        .with_num_partitions(1)
+        .with_replication_factor(1)]);
+    let r = c.send(req, 7).await?;
+    assert_eq!(r.topics[0].error_code, 17, "INVALID_TOPIC_EXCEPTION");
+    let md = c
+        .send(
+            MetadataRequest::default()
+                .with_allow_auto_topic_creation(true)
+                .with_topics(Some(vec![
+                    kafka_protocol::messages::metadata_request::MetadataRequestTopic::default()
+                        .with_name(Some(name("bad/name"))),
+                ])),
+            12,
+        )
+        .await?;
+    assert_eq!(md.topics[0].error_code, 17);
+    Ok(())
+}
+
+#[tokio::test]
+async fn metadata_auto_creates_topics_with_stable_ids() -> TestResult {
+    let b = TestBroker::start(&["num.partitions=3"]).await?;
+    let mut c = b.client().await?;
+    let t = topic("auto");
+    let ask = || {
+        MetadataRequest::default()
+            .with_allow_auto_topic_creation(true)
+            .with_topics(Some(vec![
+                kafka_protocol::messages::metadata_request::MetadataRequestTopic::default()
+                    .with_name(Some(name(&t))),
+            ]))
+    };
+    let first = c.send(ask(), 12).await?;
+    assert_eq!(first.topics[0].error_code, 0);
+    assert_eq!(first.topics[0].partitions.len(), 3);
+    let second = c.send(ask(), 12).await?;
+    assert_eq!(first.topics[0].topic_id, second.topics[0].topic_id);
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_idempotent_retry_is_acknowledged_and_not_appended_again() -> TestResult {
+    let b = TestBroker::start(&[]).await?;
+    let mut c = b.client().await?;
+    let t = topic("idem");
+    create(&mut c, &t, 1, &[]).await?;
+    let pid = c
+        .send(
+            InitProducerIdRequest::default().with_transaction_timeout_ms(60_000),
+            4,
+        )
+        .await?;
+    assert_eq!(pid.error_code, 0);
+    let (id, epoch) = (pid.producer_id.0, pid.producer_epoch);
+    assert!(id >= 0);
+    let first = idempotent_batch(&[("k", "a"), ("k", "b")], Compression::None, id, epoch, 0);
+    assert_eq!(produce(&mut c, &t, 0, first.clone(), -1).await?, (0, 0));
+    let second = idempotent_batch(&[("k", "c")], Compression::None, id, epoch, 2);
+    assert_eq!(produce(&mut c, &t, 0, second, -1).await?, (0, 2));
+    // The first batch again, as a producer retrying after a lost response.
+    assert_eq!(produce(&mut c, &t, 0, first, -1).await?, (0, 0));
+    // A gap in sequence numbers.
+    let gap = idempotent_batch(&[("k", "z")], Compression::None, id, epoch, 9);
+    assert_eq!(
+        produce(&mut c, &t, 0, gap, -1).await?.0,
+        45,
+        "OUT_OF_ORDER_SEQUENCE_NUMBER"
+    );
+    let r = fetch(&mut c, &t, 0, 0).await?;
+    let values: Vec<String> = decode(
+        r.responses[0].partitions[0]
+            .records
+            .clone()
+            .expect("records"),
+    )?
+    .into_iter()
+    .map(|r| r.2)
+    .collect();
+    assert_eq!(values, vec!["a", "b", "c"]);
+    Ok(())
+}
+
+#[tokio::test]
+async fn list_offsets_finds_earliest_latest_and_by_timestamp() -> TestResult {
+    let b = TestBroker::start(&[]).await?;
+    let mut c = b.client().await?;
+    let t = topic("offsets");
+    create(&mut c, &t, 1, &[]).await?;
+    for _ in 0..3 {
+        produce(
+            &mut c,
+            &t,
+            0,
+            batch(&[("k", "v"), ("k", "w")], Compression::None),
+            1,
+        )
+        .await?;
+    }
+    let ask = |ts: i64| {
+        ListOffsetsRequest::default()
+            .with_replica_id(kafka_protocol::messages::BrokerId(-1))
+            .with_topics(vec![ListOffsetsTopic::default()
+                .with_name(name(&t))
+                .with_partitions(vec![ListOffsetsPartition::default()
+                    .with_partition_index(0)
+                    .with_timestamp(ts)])])
+    };
+    let offset =
+        |r: kafka_protocol::messages::ListOffsetsResponse| r.topics[0].partitions[0].offset;
+    assert_eq!(offset(c.send(ask(-2), 7).await?), 0);
+    assert_eq!(offset(c.send(ask(-1), 7).await?), 6);
+    assert_eq!(offset(c.send(ask(0), 7).await?), 0);
+    let none = c.send(ask(4_000_000_000_000), 7).await?;
+    assert_eq!(offset(none), -1);
+    Ok(())
+}

@@ -1,0 +1,204 @@
+//! Durability across restarts: topics (with their ids), configs, records and committed offsets.
+
+mod common;
+
+use common::*;
+use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
+use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::offset_commit_request::{
+    OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+};
+use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::records::Compression;
+use uuid::Uuid;
+
+fn name(s: &str) -> TopicName {
+    TopicName(StrBytes::from_string(s.to_string()))
+}
+
+/// Metadata for one topic, auto-creating it as clients do by default.
+async fn topic_id(c: &mut Client, t: &str) -> TestResult<(i16, Uuid)> {
+    lookup(c, t, true).await
+}
+
+async fn lookup(c: &mut Client, t: &str, auto_create: bool) -> TestResult<(i16, Uuid)> {
+    let md = c
+        .send(
+            MetadataRequest::default()
+                .with_allow_auto_topic_creation(auto_create)
+                .with_topics(Some(vec![
+                    MetadataRequestTopic::default().with_name(Some(name(t)))
+                ])),
+            12,
+        )
+        .await?;
+    Ok((md.topics[0].error_code, md.topics[0].topic_id))
+}
+
+async fn produce_n(c: &mut Client, t: &str, from: usize, n: usize) -> TestResult {
+    for i in from..from + n {
+        let v = format!("value-{i}");
+        let req = ProduceRequest::default()
+            .with_acks(1)
+            .with_timeout_ms(5000)
+            .with_topic_data(vec![TopicProduceData::default()
+                .with_name(name(t))
+                .with_partition_data(vec![PartitionProduceData::default()
+                    .with_index(0)
+                    .with_records(Some(batch(
+                        &[("k", v.as_str())],
+                        Compression::Gzip,
+                    )))])]);
+        let r = c.send(req, 11).await?;
+        anyhow::ensure!(r.responses[0].partition_responses[0].error_code == 0);
+    }
+    Ok(())
+}
+
+async fn read_all(c: &mut Client, t: &str) -> TestResult<Vec<(i64, String, String)>> {
+    let req = FetchRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_max_bytes(50 << 20)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(name(t))
+            .with_partitions(vec![FetchPartition::default()
+                .with_partition(0)
+                .with_fetch_offset(0)
+                .with_partition_max_bytes(10 << 20)])]);
+    let r = c.send(req, 12).await?;
+    decode(
+        r.responses[0].partitions[0]
+            .records
+            .clone()
+            .unwrap_or_default(),
+    )
+}
+
+#[tokio::test]
+async fn topics_configs_records_and_offsets_survive_a_restart() -> TestResult {
+    let b = TestBroker::start(&[]).await?;
+    let mut c = b.client().await?;
+    let t = topic("durable");
+    let create = CreateTopicsRequest::default().with_topics(vec![CreatableTopic::default()
+        .with_name(name(&t))
+        .with_num_partitions(2)
+        .with_replication_factor(1)
+        .with_configs(vec![CreatableTopicConfig::default()
+            .with_name(StrBytes::from_static_str("retention.ms"))
+            .with_value(Some(StrBytes::from_static_str("123456789")))])]);
+    assert_eq!(c.send(create, 7).await?.topics[0].error_code, 0);
+    let (_, id) = topic_id(&mut c, &t).await?;
+    produce_n(&mut c, &t, 0, 20).await?;
+    let commit = OffsetCommitRequest::default()
+        .with_group_id(GroupId(StrBytes::from_static_str("g1")))
+        .with_generation_id_or_member_epoch(-1)
+        .with_topics(vec![OffsetCommitRequestTopic::default()
+            .with_name(name(&t))
+            .with_partitions(vec![OffsetCommitRequestPartition::default()
+                .with_partition_index(0)
+                .with_committed_offset(17)])]);
+    let r = c.send(commit, 8).await?;
+    assert_eq!(r.topics[0].partitions[0].error_code, 0);
+    let before = read_all(&mut c, &t).await?;
+    assert_eq!(before.len(), 20);
+    drop(c);
+
+    let (dir, guard) = b.stop().await?;
+    let b = TestBroker::start_in(&dir, &[]).await?;
+    let mut c = b.client().await?;
+    assert_eq!(
+        topic_id(&mut c, &t).await?,
+        (0, id),
+        "same topic id after restart"
+    );
+    assert_eq!(read_all(&mut c, &t).await?, before);
+    let configs = c
+        .send(
+            DescribeConfigsRequest::default().with_resources(vec![
+                DescribeConfigsResource::default()
+                    .with_resource_type(2)
+                    .with_resource_name(StrBytes::from_string(t.clone()))
+                    .with_configuration_keys(Some(vec![StrBytes::from_static_str("retention.ms")])),
+            ]),
+            4,
+        )
+        .await?;
+    let entry = &configs.results[0].configs[0];
+    assert_eq!(entry.value.as_deref(), Some("123456789"));
+    assert_eq!(entry.config_source, 1, "a topic override");
+    let fetched = c
+        .send(
+            OffsetFetchRequest::default()
+                .with_group_id(GroupId(StrBytes::from_static_str("g1")))
+                .with_topics(Some(vec![OffsetFetchRequestTopic::default()
+                    .with_name(name(&t))
+                    .with_partition_indexes(vec![0, 1])])),
+            7,
+        )
+        .await?;
+    let parts = &fetched.topics[0].partitions;
+    assert_eq!(
+        (parts[0].committed_offset, parts[1].committed_offset),
+        (17, -1)
+    );
+    // Offsets continue where they were.
+    produce_n(&mut c, &t, 20, 1).await?;
+    assert_eq!(read_all(&mut c, &t).await?.last().map(|r| r.0), Some(20));
+    b.stop().await?;
+    drop(guard);
+    Ok(())
+}
+
+#[tokio::test]
+async fn acknowledged_records_survive_a_crash() -> TestResult {
+    let b = TestBroker::start(&[]).await?;
+    let mut c = b.client().await?;
+    let t = topic("crash");
+    topic_id(&mut c, &t).await?; // auto-creates
+    produce_n(&mut c, &t, 0, 50).await?;
+    drop(c);
+    let (dir, guard) = b.crash().await?;
+    let b = TestBroker::start_in(&dir, &[]).await?;
+    let mut c = b.client().await?;
+    let got = read_all(&mut c, &t).await?;
+    assert_eq!(
+        got.iter().map(|r| r.0).collect::<Vec<_>>(),
+        (0..50).collect::<Vec<_>>()
+    );
+    assert_eq!(got[49].2, "value-49");
+    b.stop().await?;
+    drop(guard);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_recreated_topic_starts_empty_with_a_new_id() -> TestResult {
+    let b = TestBroker::start(&[]).await?;
+    let mut c = b.client().await?;
+    let t = topic("recreate");
+    let (_, first) = topic_id(&mut c, &t).await?;
+    produce_n(&mut c, &t, 0, 5).await?;
+    let del = c
+        .send(
+            DeleteTopicsRequest::default()
+                .with_topics(vec![DeleteTopicState::default().with_name(Some(name(&t)))]),
+            6,
+        )
+        .await?;
+    assert_eq!(del.responses[0].error_code, 0);
+    assert_eq!(
+        lookup(&mut c, &t, false).await?.0,
+        3,
+        "UNKNOWN_TOPIC_OR_PARTITION after delete"
+    );
+    let (_, second) = topic_id(&mut c, &t).await?; // auto-created again
+    assert_ne!(first, second);
+    assert!(read_all(&mut c, &t).await?.is_empty());
+    Ok(())
+}

@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Fjord's test command: everything CI runs, on a fresh machine or a warm one.
+#
+#   ./test.sh            all suites
+#   ./test.sh rust       one suite: rust | compat | librdkafka | perf-smoke
+#
+# It installs what the suites need by itself: the Rust components (rustfmt, clippy), a Python
+# venv with kafka-python and confluent-kafka from PyPI, Apache Kafka's jars and tools from
+# Maven Central, and librdkafka's build dependencies from Debian. Slow downloads and builds are
+# cached by version under ${FJORD_CACHE:-$HOME/.cache/fjord}; Rust keeps target/.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")"
+export FJORD_CACHE="${FJORD_CACHE:-$HOME/.cache/fjord}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+suites=("${@:-rust compat librdkafka}")
+suites=(${suites[*]})
+
+step() { printf '\n=== %s (%s)\n' "$*" "$(date -u +%H:%M:%S)"; }
+started=$(date +%s)
+
+ensure_rust() {
+    command -v cargo >/dev/null || { echo "cargo is required (rustup)" >&2; exit 1; }
+    if command -v rustup >/dev/null; then
+        rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt
+        rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy
+    fi
+}
+
+build_broker() {
+    step "cargo build --release"
+    cargo build --release --locked
+    export FJORD_BROKER="$PWD/target/release/fjord-broker"
+}
+
+for suite in "${suites[@]}"; do
+    case $suite in
+        rust)
+            ensure_rust
+            step "cargo fmt --check"
+            cargo fmt --all -- --check
+            step "cargo clippy -D warnings"
+            cargo clippy --release --locked --all-targets -- -D warnings
+            build_broker
+            step "cargo test (unit and integration tests against a broker on 127.0.0.1:0)"
+            cargo test --release --locked
+            ;;
+        compat)
+            build_broker
+            step "client compatibility: kafka-python, confluent-kafka, Apache Kafka CLI tools and Java clients"
+            e2e/compat/run
+            ;;
+        librdkafka)
+            build_broker
+            step "librdkafka's own test suite (allowlist) against Fjord"
+            e2e/librdkafka/against-fjord
+            ;;
+        perf-smoke)
+            build_broker
+            step "performance harness, smoke mode"
+            e2e/perf compare --smoke
+            ;;
+        *)
+            echo "unknown suite: $suite (rust | compat | librdkafka | perf-smoke)" >&2
+            exit 2
+            ;;
+    esac
+done
+step "all suites passed in $(( $(date +%s) - started ))s"
