@@ -94,6 +94,21 @@ pub const BROKER_KEYS: &[KeyDef] = &[
     key("group.max.session.timeout.ms", Int, Some("1800000")),
     key("group.max.size", Int, Some("2147483647")),
     key("unclean.leader.election.enable", Bool, Some("false")),
+    key(
+        "leader.replication.throttled.rate",
+        Long,
+        Some("9223372036854775807"),
+    ),
+    key(
+        "follower.replication.throttled.rate",
+        Long,
+        Some("9223372036854775807"),
+    ),
+    key(
+        "replica.alter.log.dirs.io.max.bytes.per.second",
+        Long,
+        Some("9223372036854775807"),
+    ),
     key("fjord.metrics.listener", Str, Some("0.0.0.0:9644")),
     // Accepted for compatibility with existing server.properties files; Fjord sizes these itself.
     key("num.network.threads", Ignored, Some("3")),
@@ -138,6 +153,9 @@ pub const TOPIC_KEYS: &[(&str, ValueType, &str)] = &[
         "unclean.leader.election.enable",
     ),
     ("flush.messages", Long, "log.flush.interval.messages"),
+    // Set and cleared by kafka-reassign-partitions; no broker-wide default ("").
+    ("leader.replication.throttled.replicas", List, ""),
+    ("follower.replication.throttled.replicas", List, ""),
 ];
 
 /// Broker keys that may be changed at run time with IncrementalAlterConfigs / AlterConfigs.
@@ -155,6 +173,9 @@ pub const DYNAMIC_BROKER_KEYS: &[&str] = &[
     "log.segment.delete.delay.ms",
     "unclean.leader.election.enable",
     "log.flush.interval.messages",
+    "leader.replication.throttled.rate",
+    "follower.replication.throttled.rate",
+    "replica.alter.log.dirs.io.max.bytes.per.second",
 ];
 
 /// One listener, `NAME://host:port`.
@@ -525,11 +546,8 @@ pub fn validate_topic_value(key: &str, value: &str) -> std::result::Result<(), S
                 return Err(format!("{}: value must be at least {min}", bad()));
             }
         }
-        Bool => {
-            if value != "true" && value != "false" {
-                return Err(bad());
-            }
-        }
+        Bool if value != "true" && value != "false" => return Err(bad()),
+        Bool => {}
         _ => {}
     }
     let allowed: &[&str] = match key {

@@ -15,6 +15,7 @@ mod list_offsets;
 mod metadata;
 mod offsets;
 mod produce;
+mod reassign;
 mod records;
 mod topics;
 
@@ -66,6 +67,8 @@ pub fn supported(key: ApiKey) -> Option<VersionRange> {
         ApiKey::IncrementalAlterConfigs => IncrementalAlterConfigsRequest::VERSIONS,
         ApiKey::OffsetDelete => OffsetDeleteRequest::VERSIONS,
         ApiKey::DescribeCluster => DescribeClusterRequest::VERSIONS,
+        ApiKey::AlterPartitionReassignments => AlterPartitionReassignmentsRequest::VERSIONS,
+        ApiKey::ListPartitionReassignments => ListPartitionReassignmentsRequest::VERSIONS,
         _ => return None,
     };
     // The crate's message structs and its ApiKey table can disagree; serve what both know.
@@ -186,9 +189,15 @@ async fn dispatch(
         Rq::DescribeGroups(r) => Rs::DescribeGroups(groups::describe(broker, r, ctx)),
         Rq::ListGroups(r) => Rs::ListGroups(groups::list(broker, r, ctx)),
         Rq::DeleteGroups(r) => Rs::DeleteGroups(groups::delete(broker, r, ctx)),
-        Rq::OffsetCommit(r) => Rs::OffsetCommit(offsets::commit(broker, r, ctx)),
+        Rq::OffsetCommit(r) => Rs::OffsetCommit(offsets::commit(broker, r, ctx).await),
         Rq::OffsetFetch(r) => Rs::OffsetFetch(offsets::fetch(broker, r, ctx)),
         Rq::OffsetDelete(r) => Rs::OffsetDelete(offsets::delete(broker, r, ctx)),
+        Rq::AlterPartitionReassignments(r) => {
+            Rs::AlterPartitionReassignments(reassign::alter(broker, r, ctx).await)
+        }
+        Rq::ListPartitionReassignments(r) => {
+            Rs::ListPartitionReassignments(reassign::list(broker, r, ctx))
+        }
         other => {
             // `supported` and this match list the same APIs; reaching here is a bug.
             tracing::error!(request = ?std::mem::discriminant(&other), "no handler for a supported API");

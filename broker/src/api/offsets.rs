@@ -26,12 +26,14 @@ use crate::replica::TopicPartition;
 /// Kafka's `offset.metadata.max.bytes` default.
 const MAX_METADATA: usize = 4096;
 
-pub fn commit(
+pub async fn commit(
     broker: &Arc<Broker>,
     req: OffsetCommitRequest,
     _ctx: &RequestContext,
 ) -> OffsetCommitResponse {
     let group = req.group_id.0.to_string();
+    // Clients find the coordinator first, which creates the offsets topic; a bare commit may not.
+    let offsets_ready = broker.ensure_offsets_topic().await.is_ok();
     let now = now_ms();
     // Partition-level problems first; the rest are committed together.
     let mut codes: Vec<(TopicName, Vec<(i32, i16)>)> = Vec::new();
@@ -41,6 +43,8 @@ pub fn commit(
         for p in &t.partitions {
             let code = if group.is_empty() {
                 KafkaError::InvalidGroupId.code()
+            } else if !offsets_ready {
+                KafkaError::CoordinatorNotAvailable.code()
             } else if broker
                 .replicas
                 .get(t.name.0.as_str(), p.partition_index)
@@ -107,11 +111,10 @@ pub fn commit(
 /// (topic, partitions) asked for, or `None` for all committed.
 type Wanted = Option<Vec<(String, Vec<i32>)>>;
 
-fn lookup(
-    broker: &Broker,
-    group: &str,
-    wanted: Wanted,
-) -> Vec<(String, Vec<(i32, Option<CommittedOffset>)>)> {
+/// Per topic: each partition with its committed offset, if any.
+type Found = Vec<(String, Vec<(i32, Option<CommittedOffset>)>)>;
+
+fn lookup(broker: &Broker, group: &str, wanted: Wanted) -> Found {
     let committed = broker.groups.fetch_offsets(group);
     match wanted {
         Some(list) => list

@@ -21,7 +21,7 @@ use parking_lot::Mutex;
 use tokio::sync::oneshot;
 
 use crate::config::BrokerConfig;
-use crate::log::batch::build_batch;
+use crate::log::batch::{build_batch, KeyValue};
 use crate::log::now_ms;
 use crate::replica::{ReplicaManager, TopicPartition};
 use state::{Answer, Group, JoinRequest, JoinResult, Limits, Reply, SyncResult};
@@ -266,7 +266,7 @@ impl GroupCoordinator {
             .iter()
             .map(|(_, o)| o.as_ref().map(offset_value))
             .collect();
-        let kv: Vec<(Option<&[u8]>, Option<&[u8]>)> = keys
+        let kv: Vec<KeyValue<'_>> = keys
             .iter()
             .zip(values.iter())
             .map(|(k, v)| (Some(k.as_ref()), v.as_deref()))
@@ -364,7 +364,7 @@ impl GroupCoordinator {
         &self,
         group_id: &str,
         members: &[(String, Option<String>)],
-    ) -> (i16, Vec<(String, Option<String>, i16)>) {
+    ) -> (i16, Vec<state::LeaveResult>) {
         let mut inner = self.inner.lock();
         let Some(group) = inner.groups.get_mut(group_id) else {
             return (ResponseError::UnknownMemberId.code(), Vec::new());

@@ -113,6 +113,9 @@ impl SyncResult {
     }
 }
 
+/// A LeaveGroup outcome per member: member id, instance id, error code.
+pub type LeaveResult = (String, Option<String>, i16);
+
 /// A reply to a parked request, addressed by member id.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Reply {
@@ -629,7 +632,7 @@ impl Group {
         members: &[(String, Option<String>)],
         limits: &Limits,
         now: Instant,
-    ) -> (Vec<(String, Option<String>, i16)>, Vec<Reply>) {
+    ) -> (Vec<LeaveResult>, Vec<Reply>) {
         let mut results = Vec::new();
         let mut replies = Vec::new();
         for (member_id, instance_id) in members {

@@ -85,7 +85,7 @@ impl MetadataLog {
             .iter()
             .map(|r| serde_json::to_vec(r).expect("metadata records always serialize"))
             .collect();
-        let kv: Vec<(Option<&[u8]>, Option<&[u8]>)> =
+        let kv: Vec<crate::log::batch::KeyValue<'_>> =
             values.iter().map(|v| (None, Some(v.as_slice()))).collect();
         let now = now_ms();
         let batch = build_batch(0, now, &kv);

@@ -282,12 +282,10 @@ impl ReplicaManager {
                 };
                 let tp = TopicPartition::new(topic, part);
                 let on_disk = read_topic_id(&e.path());
-                if wanted.get(&tp).is_none()
-                    || on_disk.is_some_and(|id| Some(&id) != wanted.get(&tp))
-                {
-                    if !self.partitions.read().contains_key(&tp) {
-                        delete_partition_dir(&e.path(), on_disk.unwrap_or_default())?;
-                    }
+                let stale = !wanted.contains_key(&tp)
+                    || on_disk.is_some_and(|id| Some(&id) != wanted.get(&tp));
+                if stale && !self.partitions.read().contains_key(&tp) {
+                    delete_partition_dir(&e.path(), on_disk.unwrap_or_default())?;
                 }
             }
         }

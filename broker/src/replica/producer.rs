@@ -130,7 +130,7 @@ mod tests {
     use crate::log::batch::build_batch;
 
     fn header(pid: i64, epoch: i16, seq: i32, n: usize) -> BatchHeader {
-        let recs: Vec<(Option<&[u8]>, Option<&[u8]>)> =
+        let recs: Vec<crate::log::batch::KeyValue<'_>> =
             (0..n).map(|_| (None, Some(&b"v"[..]))).collect();
         let mut h = BatchHeader::parse(&build_batch(0, 1, &recs)).unwrap();
         h.producer_id = pid;
