@@ -223,6 +223,10 @@ pub fn idempotent_batch(
     epoch: i16,
     sequence: i32,
 ) -> Bytes {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0);
     let records: Vec<Record> = values
         .iter()
         .enumerate()
@@ -241,7 +245,7 @@ pub fn idempotent_batch(
             } else {
                 sequence + i as i32
             },
-            timestamp: 1_700_000_000_000 + i as i64,
+            timestamp: now + i as i64,
             key: Some(Bytes::copy_from_slice(k.as_bytes())),
             value: Some(Bytes::copy_from_slice(v.as_bytes())),
             headers: IndexMap::new(),

@@ -1,0 +1,150 @@
+//! Background work a user relies on without asking: retention and the metrics endpoint.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::records::Compression;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+fn name(s: &str) -> TopicName {
+    TopicName(StrBytes::from_string(s.to_string()))
+}
+
+async fn produce(c: &mut Client, t: &str, value: &str) -> TestResult {
+    let req = ProduceRequest::default()
+        .with_acks(1)
+        .with_timeout_ms(5000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(name(t))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(0)
+                .with_records(Some(batch(&[("k", value)], Compression::None)))])]);
+    let r = c.send(req, 11).await?;
+    anyhow::ensure!(r.responses[0].partition_responses[0].error_code == 0);
+    Ok(())
+}
+
+async fn earliest(c: &mut Client, t: &str) -> TestResult<i64> {
+    let req = ListOffsetsRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_topics(vec![ListOffsetsTopic::default()
+            .with_name(name(t))
+            .with_partitions(vec![ListOffsetsPartition::default()
+                .with_partition_index(0)
+                .with_timestamp(-2)])]);
+    Ok(c.send(req, 7).await?.topics[0].partitions[0].offset)
+}
+
+#[tokio::test]
+async fn retention_bytes_deletes_old_segments_in_the_background() -> TestResult {
+    let b = TestBroker::start(&["log.retention.check.interval.ms=100"]).await?;
+    let mut c = b.client().await?;
+    let t = topic("retention");
+    let create = CreateTopicsRequest::default().with_topics(vec![CreatableTopic::default()
+        .with_name(name(&t))
+        .with_num_partitions(1)
+        .with_replication_factor(1)
+        .with_configs(
+            [("segment.bytes", "1024"), ("retention.bytes", "2048")]
+                .iter()
+                .map(|(k, v)| {
+                    CreatableTopicConfig::default()
+                        .with_name(StrBytes::from_static_str(k))
+                        .with_value(Some(StrBytes::from_static_str(v)))
+                })
+                .collect(),
+        )]);
+    assert_eq!(c.send(create, 7).await?.topics[0].error_code, 0);
+    let value = "v".repeat(300);
+    for _ in 0..40 {
+        produce(&mut c, &t, &value).await?;
+    }
+    let start = eventually(
+        "retention to move the log start",
+        Duration::from_secs(10),
+        || async {
+            let mut c = b.client().await.ok()?;
+            let e = earliest(&mut c, &t).await.ok()?;
+            (e > 0).then_some(e)
+        },
+    )
+    .await?;
+    assert!(start < 40);
+    let dir = b.dir.join(format!("{t}-0"));
+    let bytes: u64 = std::fs::read_dir(&dir)?
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".log"))
+        .map(|e| e.metadata().map(|m| m.len()).unwrap_or(0))
+        .sum();
+    assert!(bytes <= 2048 + 1024, "{bytes} bytes left on disk");
+    Ok(())
+}
+
+#[tokio::test]
+async fn metrics_report_requests_log_sizes_and_group_lag() -> TestResult {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let listener = format!("fjord.metrics.listener=127.0.0.1:{port}");
+    let b = TestBroker::start(&[listener.as_str()]).await?;
+    let mut c = b.client().await?;
+    let t = topic("metrics");
+    let md = MetadataRequest::default().with_topics(Some(vec![
+        kafka_protocol::messages::metadata_request::MetadataRequestTopic::default()
+            .with_name(Some(name(&t))),
+    ]));
+    assert_eq!(
+        c.send(md, 12).await?.topics[0].error_code,
+        0,
+        "auto-created"
+    );
+    for i in 0..5 {
+        produce(&mut c, &t, &format!("v{i}")).await?;
+    }
+    let commit = OffsetCommitRequest::default()
+        .with_group_id(GroupId(StrBytes::from_static_str("lagging")))
+        .with_generation_id_or_member_epoch(-1)
+        .with_topics(vec![kafka_protocol::messages::offset_commit_request::OffsetCommitRequestTopic::default()
+            .with_name(name(&t))
+            .with_partitions(vec![
+                kafka_protocol::messages::offset_commit_request::OffsetCommitRequestPartition::default()
+                    .with_partition_index(0)
+                    .with_committed_offset(2),
+            ])]);
+    assert_eq!(
+        c.send(commit, 8).await?.topics[0].partitions[0].error_code,
+        0
+    );
+
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await?;
+    let mut body = String::new();
+    s.read_to_string(&mut body).await?;
+    assert!(
+        body.contains("kafka_network_requests_total{api=\"Produce\"} 5"),
+        "{body}"
+    );
+    assert!(body.contains("kafka_network_request_duration_seconds_bucket{api=\"Produce\""));
+    assert!(
+        body.contains(&format!(
+            "kafka_consumergroup_lag{{consumergroup=\"lagging\",partition=\"0\",topic=\"{t}\"}} 3"
+        )),
+        "{body}"
+    );
+    assert!(body.contains(&format!(
+        "kafka_log_end_offset{{partition=\"0\",topic=\"{t}\"}} 5"
+    )));
+    assert!(body.contains(&format!(
+        "kafka_log_size_bytes{{partition=\"0\",topic=\"{t}\"}}"
+    )));
+    assert!(body.contains("kafka_server_bytes_in_total"));
+    Ok(())
+}
