@@ -133,7 +133,7 @@ pub async fn handle(
     };
     let name = api_name(key);
     let started = Instant::now();
-    let response = dispatch(broker, request, &ctx).await;
+    let response = dispatch(broker, key, request, &ctx).await?;
     broker
         .metrics
         .request_latency
@@ -152,15 +152,16 @@ pub async fn handle(
 
 async fn dispatch(
     broker: &Arc<Broker>,
+    key: ApiKey,
     request: RequestKind,
     ctx: &RequestContext,
-) -> Option<ResponseKind> {
+) -> Result<Option<ResponseKind>> {
     use RequestKind as Rq;
     use ResponseKind as Rs;
-    Some(match request {
+    Ok(Some(match request {
         Rq::ApiVersions(r) => Rs::ApiVersions(api_versions::handle(r, ctx)),
         Rq::Metadata(r) => Rs::Metadata(metadata::handle(broker, r, ctx).await),
-        Rq::Produce(r) => return produce::handle(broker, r, ctx).await.map(Rs::Produce),
+        Rq::Produce(r) => return Ok(produce::handle(broker, r, ctx).await.map(Rs::Produce)),
         Rq::Fetch(r) => Rs::Fetch(fetch::handle(broker, r, ctx).await),
         Rq::ListOffsets(r) => Rs::ListOffsets(list_offsets::handle(broker, r, ctx)),
         Rq::CreateTopics(r) => Rs::CreateTopics(topics::create_topics(broker, r, ctx).await),
@@ -198,12 +199,14 @@ async fn dispatch(
         Rq::ListPartitionReassignments(r) => {
             Rs::ListPartitionReassignments(reassign::list(broker, r, ctx))
         }
-        other => {
-            // `supported` and this match list the same APIs; reaching here is a bug.
-            tracing::error!(request = ?std::mem::discriminant(&other), "no handler for a supported API");
-            return None;
+        // `supported` and this match list the same APIs; reaching here is a bug, and closing
+        // the connection is better than leaving the client waiting for an answer.
+        _ => {
+            return Err(Error::Protocol(format!(
+                "{key:?} is advertised but has no handler"
+            )))
         }
-    })
+    }))
 }
 
 fn encode_response(
