@@ -7,27 +7,14 @@ use std::time::Duration;
 use common::*;
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::Compression;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-fn name(s: &str) -> TopicName {
-    TopicName(StrBytes::from_string(s.to_string()))
-}
-
-async fn produce(c: &mut Client, t: &str, value: &str) -> TestResult {
-    let req = ProduceRequest::default()
-        .with_acks(1)
-        .with_timeout_ms(5000)
-        .with_topic_data(vec![TopicProduceData::default()
-            .with_name(name(t))
-            .with_partition_data(vec![PartitionProduceData::default()
-                .with_index(0)
-                .with_records(Some(batch(&[("k", value)], Compression::None)))])]);
-    let r = c.send(req, 11).await?;
-    anyhow::ensure!(r.responses[0].partition_responses[0].error_code == 0);
+async fn produce_one(c: &mut Client, t: &str, value: &str) -> TestResult {
+    let (err, _) = produce(c, t, 0, batch(&[("k", value)], Compression::None), 1).await?;
+    anyhow::ensure!(err == 0, "produce failed with {err}");
     Ok(())
 }
 
@@ -64,7 +51,7 @@ async fn retention_bytes_deletes_old_segments_in_the_background() -> TestResult 
     assert_eq!(c.send(create, 7).await?.topics[0].error_code, 0);
     let value = "v".repeat(300);
     for _ in 0..40 {
-        produce(&mut c, &t, &value).await?;
+        produce_one(&mut c, &t, &value).await?;
     }
     let start = eventually(
         "retention to move the log start",
@@ -106,7 +93,7 @@ async fn metrics_report_requests_log_sizes_and_group_lag() -> TestResult {
         "auto-created"
     );
     for i in 0..5 {
-        produce(&mut c, &t, &format!("v{i}")).await?;
+        produce_one(&mut c, &t, &format!("v{i}")).await?;
     }
     let commit = OffsetCommitRequest::default()
         .with_group_id(GroupId(StrBytes::from_static_str("lagging")))

@@ -6,107 +6,19 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use common::*;
-use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
-use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
-    CreateTopicsRequest, FetchRequest, FetchResponse, InitProducerIdRequest, ListOffsetsRequest,
-    MetadataRequest, ProduceRequest, TopicName,
+    CreateTopicsRequest, InitProducerIdRequest, ListOffsetsRequest, MetadataRequest,
 };
-use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::Compression;
-
-fn name(s: &str) -> TopicName {
-    TopicName(StrBytes::from_string(s.to_string()))
-}
-
-async fn create(
-    c: &mut Client,
-    topic: &str,
-    partitions: i32,
-    configs: &[(&str, &str)],
-) -> TestResult {
-    let req = CreateTopicsRequest::default().with_topics(vec![CreatableTopic::default()
-        .with_name(name(topic))
-        .with_num_partitions(partitions)
-        .with_replication_factor(1)
-        .with_configs(
-            configs
-                .iter()
-                .map(|(k, v)| {
-                    CreatableTopicConfig::default()
-                        .with_name(StrBytes::from_string(k.to_string()))
-                        .with_value(Some(StrBytes::from_string(v.to_string())))
-                })
-                .collect(),
-        )]);
-    let r = c.send(req, 7).await?;
-    anyhow::ensure!(
-        r.topics[0].error_code == 0,
-        "create failed: {:?}",
-        r.topics[0].error_message
-    );
-    Ok(())
-}
-
-/// Produces one record set; returns (error code, base offset).
-async fn produce(
-    c: &mut Client,
-    topic: &str,
-    partition: i32,
-    records: Bytes,
-    acks: i16,
-) -> TestResult<(i16, i64)> {
-    let req = ProduceRequest::default()
-        .with_acks(acks)
-        .with_timeout_ms(5000)
-        .with_topic_data(vec![TopicProduceData::default()
-            .with_name(name(topic))
-            .with_partition_data(vec![PartitionProduceData::default()
-                .with_index(partition)
-                .with_records(Some(records))])]);
-    let r = c.send(req, 11).await?;
-    let p = &r.responses[0].partition_responses[0];
-    Ok((p.error_code, p.base_offset))
-}
-
-fn fetch_req(
-    topic: &str,
-    partition: i32,
-    offset: i64,
-    max_wait_ms: i32,
-    min_bytes: i32,
-) -> FetchRequest {
-    FetchRequest::default()
-        .with_replica_id(kafka_protocol::messages::BrokerId(-1))
-        .with_max_wait_ms(max_wait_ms)
-        .with_min_bytes(min_bytes)
-        .with_max_bytes(50 << 20)
-        .with_session_epoch(-1)
-        .with_topics(vec![FetchTopic::default()
-            .with_topic(name(topic))
-            .with_partitions(vec![FetchPartition::default()
-                .with_partition(partition)
-                .with_fetch_offset(offset)
-                .with_partition_max_bytes(1 << 20)])])
-}
-
-async fn fetch(
-    c: &mut Client,
-    topic: &str,
-    partition: i32,
-    offset: i64,
-) -> TestResult<FetchResponse> {
-    c.send(fetch_req(topic, partition, offset, 0, 0), 12).await
-}
 
 #[tokio::test]
 async fn every_codec_round_trips_byte_for_byte() -> TestResult {
     let b = TestBroker::start(&[]).await?;
     let mut c = b.client().await?;
     let t = topic("codecs");
-    create(&mut c, &t, 1, &[]).await?;
+    create_topic(&mut c, &t, 1, &[]).await?;
     let mut expected = Vec::new();
     let mut next = 0;
     for codec in [
@@ -142,7 +54,7 @@ async fn fetch_inside_a_batch_returns_the_whole_batch() -> TestResult {
     let b = TestBroker::start(&[]).await?;
     let mut c = b.client().await?;
     let t = topic("inside");
-    create(&mut c, &t, 1, &[]).await?;
+    create_topic(&mut c, &t, 1, &[]).await?;
     produce(
         &mut c,
         &t,
@@ -167,7 +79,7 @@ async fn an_empty_partition_returns_an_empty_record_set_not_null() -> TestResult
     let b = TestBroker::start(&[]).await?;
     let mut c = b.client().await?;
     let t = topic("empty");
-    create(&mut c, &t, 1, &[]).await?;
+    create_topic(&mut c, &t, 1, &[]).await?;
     for version in [4, 12, 15] {
         let r = c.send(fetch_req(&t, 0, 0, 0, 0), version).await?;
         assert_eq!(
@@ -187,7 +99,7 @@ async fn fetch_by_topic_id_works_from_v13() -> TestResult {
     let b = TestBroker::start(&[]).await?;
     let mut c = b.client().await?;
     let t = topic("byid");
-    create(&mut c, &t, 1, &[]).await?;
+    create_topic(&mut c, &t, 1, &[]).await?;
     produce(&mut c, &t, 0, batch(&[("k", "v")], Compression::None), 1).await?;
     let md = c
         .send(
@@ -222,7 +134,7 @@ async fn a_long_poll_waits_for_data_and_wakes_when_it_arrives() -> TestResult {
     let b = TestBroker::start(&[]).await?;
     let mut c = b.client().await?;
     let t = topic("longpoll");
-    create(&mut c, &t, 1, &[]).await?;
+    create_topic(&mut c, &t, 1, &[]).await?;
     // Nothing arrives: the fetch waits for max_wait_ms.
     let started = Instant::now();
     let r = c.send(fetch_req(&t, 0, 0, 300, 1), 12).await?;
@@ -262,7 +174,7 @@ async fn a_batch_over_max_message_bytes_is_message_too_large() -> TestResult {
     let b = TestBroker::start(&[]).await?;
     let mut c = b.client().await?;
     let t = topic("toolarge");
-    create(&mut c, &t, 1, &[("max.message.bytes", "1000")]).await?;
+    create_topic(&mut c, &t, 1, &[("max.message.bytes", "1000")]).await?;
     let big = "x".repeat(2000);
     let (err, _) = produce(
         &mut c,
@@ -294,7 +206,7 @@ async fn a_corrupt_batch_is_refused_and_stores_nothing() -> TestResult {
     let b = TestBroker::start(&[]).await?;
     let mut c = b.client().await?;
     let t = topic("corrupt");
-    create(&mut c, &t, 1, &[]).await?;
+    create_topic(&mut c, &t, 1, &[]).await?;
     let mut bad = batch(&[("k", "v")], Compression::None).to_vec();
     let n = bad.len();
     bad[n - 1] ^= 0xff;
@@ -356,7 +268,7 @@ async fn an_idempotent_retry_is_acknowledged_and_not_appended_again() -> TestRes
     let b = TestBroker::start(&[]).await?;
     let mut c = b.client().await?;
     let t = topic("idem");
-    create(&mut c, &t, 1, &[]).await?;
+    create_topic(&mut c, &t, 1, &[]).await?;
     let pid = c
         .send(
             InitProducerIdRequest::default().with_transaction_timeout_ms(60_000),
@@ -398,7 +310,7 @@ async fn list_offsets_finds_earliest_latest_and_by_timestamp() -> TestResult {
     let b = TestBroker::start(&[]).await?;
     let mut c = b.client().await?;
     let t = topic("offsets");
-    create(&mut c, &t, 1, &[]).await?;
+    create_topic(&mut c, &t, 1, &[]).await?;
     for _ in 0..3 {
         produce(
             &mut c,

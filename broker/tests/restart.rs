@@ -6,78 +6,25 @@ use common::*;
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
-use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
-use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::offset_commit_request::{
     OffsetCommitRequestPartition, OffsetCommitRequestTopic,
 };
 use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::Compression;
-use uuid::Uuid;
-
-fn name(s: &str) -> TopicName {
-    TopicName(StrBytes::from_string(s.to_string()))
-}
-
-/// Metadata for one topic, auto-creating it as clients do by default.
-async fn topic_id(c: &mut Client, t: &str) -> TestResult<(i16, Uuid)> {
-    lookup(c, t, true).await
-}
-
-async fn lookup(c: &mut Client, t: &str, auto_create: bool) -> TestResult<(i16, Uuid)> {
-    let md = c
-        .send(
-            MetadataRequest::default()
-                .with_allow_auto_topic_creation(auto_create)
-                .with_topics(Some(vec![
-                    MetadataRequestTopic::default().with_name(Some(name(t)))
-                ])),
-            12,
-        )
-        .await?;
-    Ok((md.topics[0].error_code, md.topics[0].topic_id))
-}
 
 async fn produce_n(c: &mut Client, t: &str, from: usize, n: usize) -> TestResult {
     for i in from..from + n {
         let v = format!("value-{i}");
-        let req = ProduceRequest::default()
-            .with_acks(1)
-            .with_timeout_ms(5000)
-            .with_topic_data(vec![TopicProduceData::default()
-                .with_name(name(t))
-                .with_partition_data(vec![PartitionProduceData::default()
-                    .with_index(0)
-                    .with_records(Some(batch(
-                        &[("k", v.as_str())],
-                        Compression::Gzip,
-                    )))])]);
-        let r = c.send(req, 11).await?;
-        anyhow::ensure!(r.responses[0].partition_responses[0].error_code == 0);
+        let (err, _) = produce(c, t, 0, batch(&[("k", v.as_str())], Compression::Gzip), 1).await?;
+        anyhow::ensure!(err == 0, "produce failed with {err}");
     }
     Ok(())
 }
 
 async fn read_all(c: &mut Client, t: &str) -> TestResult<Vec<(i64, String, String)>> {
-    let req = FetchRequest::default()
-        .with_replica_id(BrokerId(-1))
-        .with_max_bytes(50 << 20)
-        .with_topics(vec![FetchTopic::default()
-            .with_topic(name(t))
-            .with_partitions(vec![FetchPartition::default()
-                .with_partition(0)
-                .with_fetch_offset(0)
-                .with_partition_max_bytes(10 << 20)])]);
-    let r = c.send(req, 12).await?;
-    decode(
-        r.responses[0].partitions[0]
-            .records
-            .clone()
-            .unwrap_or_default(),
-    )
+    records_of(&fetch(c, t, 0, 0).await?)
 }
 
 #[tokio::test]
@@ -93,7 +40,7 @@ async fn topics_configs_records_and_offsets_survive_a_restart() -> TestResult {
             .with_name(StrBytes::from_static_str("retention.ms"))
             .with_value(Some(StrBytes::from_static_str("123456789")))])]);
     assert_eq!(c.send(create, 7).await?.topics[0].error_code, 0);
-    let (_, id) = topic_id(&mut c, &t).await?;
+    let (_, id) = metadata(&mut c, &t, true).await?;
     produce_n(&mut c, &t, 0, 20).await?;
     let commit = OffsetCommitRequest::default()
         .with_group_id(GroupId(StrBytes::from_static_str("g1")))
@@ -113,7 +60,7 @@ async fn topics_configs_records_and_offsets_survive_a_restart() -> TestResult {
     let b = TestBroker::start_in(&dir, &[]).await?;
     let mut c = b.client().await?;
     assert_eq!(
-        topic_id(&mut c, &t).await?,
+        metadata(&mut c, &t, true).await?,
         (0, id),
         "same topic id after restart"
     );
@@ -160,7 +107,7 @@ async fn acknowledged_records_survive_a_crash() -> TestResult {
     let b = TestBroker::start(&[]).await?;
     let mut c = b.client().await?;
     let t = topic("crash");
-    topic_id(&mut c, &t).await?; // auto-creates
+    metadata(&mut c, &t, true).await?; // auto-creates
     produce_n(&mut c, &t, 0, 50).await?;
     drop(c);
     let (dir, guard) = b.crash().await?;
@@ -182,7 +129,7 @@ async fn a_recreated_topic_starts_empty_with_a_new_id() -> TestResult {
     let b = TestBroker::start(&[]).await?;
     let mut c = b.client().await?;
     let t = topic("recreate");
-    let (_, first) = topic_id(&mut c, &t).await?;
+    let (_, first) = metadata(&mut c, &t, true).await?;
     produce_n(&mut c, &t, 0, 5).await?;
     let del = c
         .send(
@@ -193,11 +140,11 @@ async fn a_recreated_topic_starts_empty_with_a_new_id() -> TestResult {
         .await?;
     assert_eq!(del.responses[0].error_code, 0);
     assert_eq!(
-        lookup(&mut c, &t, false).await?.0,
+        metadata(&mut c, &t, false).await?.0,
         3,
         "UNKNOWN_TOPIC_OR_PARTITION after delete"
     );
-    let (_, second) = topic_id(&mut c, &t).await?; // auto-created again
+    let (_, second) = metadata(&mut c, &t, true).await?; // auto-created again
     assert_ne!(first, second);
     assert!(read_all(&mut c, &t).await?.is_empty());
     Ok(())

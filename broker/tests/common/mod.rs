@@ -9,7 +9,14 @@ use std::time::{Duration, Instant};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use fjord_broker::BrokerConfig;
-use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
+use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{
+    ApiKey, CreateTopicsRequest, FetchRequest, FetchResponse, MetadataRequest, ProduceRequest,
+    RequestHeader, ResponseHeader, TopicName,
+};
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -281,4 +288,115 @@ pub fn decode(mut records: Bytes) -> TestResult<Vec<(i64, String, String)>> {
         }
     }
     Ok(out)
+}
+
+// Request helpers shared by the integration tests.
+
+pub fn name(s: &str) -> TopicName {
+    TopicName(StrBytes::from_string(s.to_string()))
+}
+
+pub async fn create_topic(
+    c: &mut Client,
+    topic: &str,
+    partitions: i32,
+    configs: &[(&str, &str)],
+) -> TestResult {
+    let req = CreateTopicsRequest::default().with_topics(vec![CreatableTopic::default()
+        .with_name(name(topic))
+        .with_num_partitions(partitions)
+        .with_replication_factor(1)
+        .with_configs(
+            configs
+                .iter()
+                .map(|(k, v)| {
+                    CreatableTopicConfig::default()
+                        .with_name(StrBytes::from_string(k.to_string()))
+                        .with_value(Some(StrBytes::from_string(v.to_string())))
+                })
+                .collect(),
+        )]);
+    let r = c.send(req, 7).await?;
+    anyhow::ensure!(
+        r.topics[0].error_code == 0,
+        "create failed: {:?}",
+        r.topics[0].error_message
+    );
+    Ok(())
+}
+
+/// Produces one record set; returns (error code, base offset).
+pub async fn produce(
+    c: &mut Client,
+    topic: &str,
+    partition: i32,
+    records: Bytes,
+    acks: i16,
+) -> TestResult<(i16, i64)> {
+    let req = ProduceRequest::default()
+        .with_acks(acks)
+        .with_timeout_ms(5000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(name(topic))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(partition)
+                .with_records(Some(records))])]);
+    let r = c.send(req, 11).await?;
+    let p = &r.responses[0].partition_responses[0];
+    Ok((p.error_code, p.base_offset))
+}
+
+pub fn fetch_req(
+    topic: &str,
+    partition: i32,
+    offset: i64,
+    max_wait_ms: i32,
+    min_bytes: i32,
+) -> FetchRequest {
+    FetchRequest::default()
+        .with_replica_id(kafka_protocol::messages::BrokerId(-1))
+        .with_max_wait_ms(max_wait_ms)
+        .with_min_bytes(min_bytes)
+        .with_max_bytes(50 << 20)
+        .with_session_epoch(-1)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(name(topic))
+            .with_partitions(vec![FetchPartition::default()
+                .with_partition(partition)
+                .with_fetch_offset(offset)
+                .with_partition_max_bytes(1 << 20)])])
+}
+
+pub async fn fetch(
+    c: &mut Client,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+) -> TestResult<FetchResponse> {
+    c.send(fetch_req(topic, partition, offset, 0, 0), 12).await
+}
+
+/// The records of the first partition of a fetch response.
+pub fn records_of(r: &FetchResponse) -> TestResult<Vec<(i64, String, String)>> {
+    decode(
+        r.responses[0].partitions[0]
+            .records
+            .clone()
+            .unwrap_or_default(),
+    )
+}
+
+/// Metadata for one topic: (error code, topic id). `auto_create` as clients set it.
+pub async fn metadata(c: &mut Client, t: &str, auto_create: bool) -> TestResult<(i16, uuid::Uuid)> {
+    let md = c
+        .send(
+            MetadataRequest::default()
+                .with_allow_auto_topic_creation(auto_create)
+                .with_topics(Some(vec![
+                    MetadataRequestTopic::default().with_name(Some(name(t)))
+                ])),
+            12,
+        )
+        .await?;
+    Ok((md.topics[0].error_code, md.topics[0].topic_id))
 }
