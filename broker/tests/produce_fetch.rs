@@ -116,16 +116,7 @@ async fn fetch_by_topic_id_works_from_v13() -> TestResult {
     req.topics[0].topic_id = id;
     let r = c.send(req, 16).await?;
     assert_eq!(r.responses[0].topic_id, id);
-    assert_eq!(
-        decode(
-            r.responses[0].partitions[0]
-                .records
-                .clone()
-                .expect("records")
-        )?
-        .len(),
-        1
-    );
+    assert_eq!(records_of(&r)?.len(), 1);
     Ok(())
 }
 
@@ -156,16 +147,7 @@ async fn a_long_poll_waits_for_data_and_wakes_when_it_arrives() -> TestResult {
     tokio::time::sleep(Duration::from_millis(100)).await;
     produce(&mut c, &t, 0, batch(&[("k", "v")], Compression::None), 1).await?;
     let r = tokio::time::timeout(Duration::from_secs(10), wait).await???;
-    assert_eq!(
-        decode(
-            r.responses[0].partitions[0]
-                .records
-                .clone()
-                .expect("records")
-        )?
-        .len(),
-        1
-    );
+    assert_eq!(records_of(&r)?.len(), 1);
     Ok(())
 }
 
