@@ -271,11 +271,13 @@ impl BrokerConfig {
             None => BTreeMap::new(),
         };
         for (k, v) in env {
+            // FJORD_ is also the prefix of tooling variables (FJORD_LOG, FJORD_CACHE, ...):
+            // only names that map to a broker setting are taken as one.
             if let Some(rest) = k.strip_prefix("FJORD_") {
-                if rest == "LOG" || rest.starts_with("LOG_FORMAT") {
-                    continue; // FJORD_LOG sets the tracing filter, not a Kafka key.
+                let key = rest.to_ascii_lowercase().replace('_', ".");
+                if BROKER_KEYS.iter().any(|d| d.name == key) {
+                    map.insert(key, v);
                 }
-                map.insert(rest.to_ascii_lowercase().replace('_', "."), v);
             }
         }
         for o in overrides {
@@ -648,7 +650,10 @@ mod tests {
     #[test]
     fn properties_file_env_and_overrides_layer_in_order() {
         let file = "# comment\nnum.partitions=3\nlog.dirs = /a\n";
-        let env = vec![("FJORD_NUM_PARTITIONS".to_string(), "4".to_string())];
+        let env = vec![
+            ("FJORD_NUM_PARTITIONS".to_string(), "4".to_string()),
+            ("FJORD_CACHE".to_string(), "/not/a/setting".to_string()),
+        ];
         let c = BrokerConfig::load(Some(file), env.clone(), &[]).unwrap();
         assert_eq!(c.num_partitions, 4);
         assert_eq!(c.log_dir, PathBuf::from("/a"));
