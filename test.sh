@@ -29,7 +29,7 @@ ensure_rust() {
 build_broker() {
     step "cargo build --release"
     cargo build --release --locked
-    export FJORD_BROKER="$PWD/target/release/fjord-broker"
+    export FJORD_BROKER="${CARGO_TARGET_DIR:-$PWD/target}/release/fjord-broker"
 }
 
 for suite in "${suites[@]}"; do
