@@ -131,6 +131,7 @@ pub async fn handle(
             .unwrap_or_default(),
         connection: conn.clone(),
     };
+    tracing::debug!(api = ?key, version, correlation_id, client = %ctx.client_id, "request");
     let name = api_name(key);
     let started = Instant::now();
     let response = dispatch(broker, key, request, &ctx).await?;

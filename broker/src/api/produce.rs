@@ -6,10 +6,12 @@
 
 use std::sync::Arc;
 
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::produce_response::{
+    BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
+};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 
-use super::{KafkaError, RequestContext};
+use super::{str_bytes, KafkaError, RequestContext};
 use crate::broker::Broker;
 
 fn partition_error(index: i32, e: KafkaError) -> PartitionProduceResponse {
@@ -75,7 +77,17 @@ pub async fn handle(
                             .with_error_code(outcome.error)
                             .with_base_offset(outcome.base_offset)
                             .with_log_append_time_ms(outcome.log_append_time)
-                            .with_log_start_offset(outcome.log_start_offset),
+                            .with_log_start_offset(outcome.log_start_offset)
+                            .with_error_message(outcome.message.map(str_bytes))
+                            .with_record_errors(
+                                outcome
+                                    .record_errors
+                                    .into_iter()
+                                    .map(|i| {
+                                        BatchIndexAndErrorMessage::default().with_batch_index(i)
+                                    })
+                                    .collect(),
+                            ),
                     );
                 }
                 Err(e) => {

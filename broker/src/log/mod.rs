@@ -209,13 +209,26 @@ impl PartitionLog {
         Ok(out)
     }
 
-    /// The earliest offset whose batch has a timestamp at or after `ts`, with that batch's
-    /// timestamp, or `None`.
+    /// The first record whose timestamp is at or after `ts`: its offset and timestamp, or
+    /// `None`. The time index finds the batch; the batch is decoded (decompressing if need be)
+    /// to find the record, as Kafka does.
     pub fn offset_for_timestamp(&self, ts: i64) -> Result<Option<(i64, i64)>> {
         for seg in &self.segments {
-            if let Some((o, t)) = seg.offset_for_timestamp(ts)? {
-                return Ok(Some((o.max(self.log_start_offset), t)));
-            }
+            let Some((base, batch_max)) = seg.offset_for_timestamp(ts)? else {
+                continue;
+            };
+            let mut bytes = seg.read(base, 1, true)?;
+            let exact = kafka_protocol::records::RecordBatchDecoder::decode(&mut bytes)
+                .ok()
+                .and_then(|set| {
+                    set.records
+                        .iter()
+                        .find(|r| r.timestamp >= ts && r.offset >= self.log_start_offset)
+                        .map(|r| (r.offset, r.timestamp))
+                });
+            return Ok(Some(
+                exact.unwrap_or((base.max(self.log_start_offset), batch_max)),
+            ));
         }
         Ok(None)
     }
