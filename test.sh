@@ -12,7 +12,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 export FJORD_CACHE="${FJORD_CACHE:-$HOME/.cache/fjord}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
-suites=("${@:-rust compat librdkafka}")
+suites=("${@:-rust compat librdkafka perf-smoke}")
 suites=(${suites[*]})
 
 step() { printf '\n=== %s (%s)\n' "$*" "$(date -u +%H:%M:%S)"; }
