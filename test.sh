@@ -2,11 +2,12 @@
 # Fjord's test command: everything CI runs, on a fresh machine or a warm one.
 #
 #   ./test.sh            all suites
-#   ./test.sh rust       one suite: rust | compat | librdkafka | perf-smoke
+#   ./test.sh rust       one suite: rust | compat | librdkafka | perf-smoke | k8s
 #
 # It installs what the suites need by itself: the Rust components (rustfmt, clippy), a Python
 # venv with kafka-python and confluent-kafka from PyPI, Apache Kafka's jars and tools from
-# Maven Central, and librdkafka's build dependencies from Debian. Slow downloads and builds are
+# Maven Central, librdkafka's build dependencies and containerd/runc/CNI from Debian, and
+# Kubernetes, etcd, helm and CoreDNS built from their Go modules. Slow downloads and builds are
 # cached by version under ${FJORD_CACHE:-$HOME/.cache/fjord}; Rust keeps target/.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
@@ -54,13 +55,22 @@ for suite in "${suites[@]}"; do
             step "librdkafka's own test suite (allowlist) against Fjord"
             e2e/librdkafka/against-fjord
             ;;
+        k8s)
+            build_broker
+            step "Kubernetes end to end: a real single-node cluster (e2e/k8s), broker image, CRDs"
+            trap 'e2e/k8s down >/dev/null 2>&1 || true' EXIT
+            e2e/k8s up
+            e2e/k8s-test
+            e2e/k8s down
+            trap - EXIT
+            ;;
         perf-smoke)
             build_broker
             step "performance harness, smoke mode"
             e2e/perf compare --smoke
             ;;
         *)
-            echo "unknown suite: $suite (rust | compat | librdkafka | perf-smoke)" >&2
+            echo "unknown suite: $suite (rust | compat | librdkafka | perf-smoke | k8s)" >&2
             exit 2
             ;;
     esac
