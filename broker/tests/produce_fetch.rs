@@ -315,6 +315,10 @@ async fn list_offsets_finds_earliest_latest_and_by_timestamp() -> TestResult {
     let offset =
         |r: kafka_protocol::messages::ListOffsetsResponse| r.topics[0].partitions[0].offset;
     assert_eq!(offset(c.send(ask(-2), 7).await?), 0);
+    // Versions before 4 have no leader epoch field; the response must still encode.
+    for v in 1..=3 {
+        assert_eq!(offset(c.send(ask(-1), v).await?), 6, "ListOffsets v{v}");
+    }
     assert_eq!(offset(c.send(ask(-1), 7).await?), 6);
     assert_eq!(offset(c.send(ask(0), 7).await?), 0);
     let none = c.send(ask(4_000_000_000_000), 7).await?;

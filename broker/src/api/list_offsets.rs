@@ -20,7 +20,7 @@ const LATEST_TIERED: i64 = -5;
 pub fn handle(
     broker: &Arc<Broker>,
     req: ListOffsetsRequest,
-    _ctx: &RequestContext,
+    ctx: &RequestContext,
 ) -> ListOffsetsResponse {
     let topics = req
         .topics
@@ -50,7 +50,7 @@ pub fn handle(
                         Ok(Some((offset, ts))) => resp
                             .with_offset(offset)
                             .with_timestamp(ts)
-                            .with_leader_epoch(st.leader_epoch),
+                            .with_leader_epoch(if ctx.version >= 4 { st.leader_epoch } else { -1 }),
                         Ok(None) => resp,
                         Err(e) => {
                             tracing::error!(partition = %partition.tp.dir_name(), error = %e, "list offsets failed");

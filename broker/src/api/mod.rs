@@ -216,7 +216,20 @@ fn encode_response(
     correlation_id: i32,
     response: &ResponseKind,
 ) -> Result<Bytes> {
-    let mut buf = BytesMut::with_capacity(256);
+    // Fetch responses carry up to megabytes of records: size the buffer once instead of letting
+    // it double (and copy) a dozen times on the way there.
+    let capacity = match response {
+        ResponseKind::Fetch(f) => {
+            256 + f
+                .responses
+                .iter()
+                .flat_map(|t| t.partitions.iter())
+                .map(|p| 64 + p.records.as_ref().map_or(0, |r| r.len()))
+                .sum::<usize>()
+        }
+        _ => 256,
+    };
+    let mut buf = BytesMut::with_capacity(capacity);
     buf.put_i32(0);
     // ApiVersions responses always use header v0, even for flexible versions (KIP-511).
     let header_version = if key == ApiKey::ApiVersions {
