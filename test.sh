@@ -13,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 export FJORD_CACHE="${FJORD_CACHE:-$HOME/.cache/fjord}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
-suites=("${@:-rust compat librdkafka perf-smoke}")
+suites=("${@:-rust compat librdkafka perf-smoke k8s}")
 suites=(${suites[*]})
 
 step() { printf '\n=== %s (%s)\n' "$*" "$(date -u +%H:%M:%S)"; }
