@@ -154,7 +154,6 @@ pub struct Group {
     /// The initial delay (group.initial.rebalance.delay.ms) for a group that was empty.
     delay_deadline: Option<Instant>,
     delay_started: Option<Instant>,
-    member_seq: u64,
 }
 
 impl Group {
@@ -172,7 +171,6 @@ impl Group {
             rebalance_deadline: None,
             delay_deadline: None,
             delay_started: None,
-            member_seq: 0,
         }
     }
 
@@ -181,7 +179,6 @@ impl Group {
     }
 
     fn new_member_id(&mut self, client_id: &str, instance: Option<&str>) -> String {
-        self.member_seq += 1;
         let prefix = instance.unwrap_or(client_id);
         format!("{prefix}-{}", uuid::Uuid::new_v4())
     }
