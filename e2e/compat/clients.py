@@ -121,6 +121,9 @@ def _produce_confluent(bootstrap, topic, items, acks, codec, pause, timeout):
 # ---------------------------------------------------------------------------- consume
 
 
+KAFKA_PYTHON_MIN_POLL = 0.5
+
+
 class GroupMember:
     """A subscribed group consumer that can be polled step by step, so one thread can drive
     several members through a rebalance."""
@@ -138,8 +141,12 @@ class GroupMember:
                     "roundrobin": RoundRobinPartitionAssignor,
                     "cooperative-sticky": CooperativeStickyAssignor,
                 }[strategy]]
+            # kafka-python 3.0.x loses an assignment when poll()'s timer runs out between
+            # the SyncGroup response and the assignment being applied, if that rejoin was
+            # started by a metadata change (the leader's first join before it knew the
+            # topic). Fetching the topic's metadata before subscribing avoids that rejoin,
+            # and polls of at least KAFKA_PYTHON_MIN_POLL make the window rare for the others.
             self._c = kafka.KafkaConsumer(
-                topic,
                 bootstrap_servers=bootstrap,
                 group_id=group,
                 client_id=client_id or "kafka-python-e2e",
@@ -151,6 +158,9 @@ class GroupMember:
                 value_deserializer=decode,
                 **kw,
             )
+            wait_until(lambda: self._c.partitions_for_topic(topic), 30,
+                       f"kafka-python to see the partitions of {topic}", interval=0.2)
+            self._c.subscribe([topic])
         else:
             conf = {
                 "bootstrap.servers": bootstrap,
@@ -169,6 +179,7 @@ class GroupMember:
 
     def poll(self, timeout: float = 0.2) -> list[Record]:
         if self.client == "kafka-python":
+            timeout = max(timeout, KAFKA_PYTHON_MIN_POLL)
             batches = self._c.poll(timeout_ms=int(timeout * 1000))
             return [Record(m.partition, m.offset, m.key, m.value)
                     for msgs in batches.values() for m in msgs]

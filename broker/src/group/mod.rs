@@ -47,6 +47,7 @@ struct Inner {
 impl Inner {
     fn deliver(&mut self, group: &str, replies: Vec<Reply>) {
         for r in replies {
+            tracing::debug!(group, reply = ?r, "released");
             match r {
                 Reply::Join(member, result) => {
                     if let Some(tx) = self.joins.remove(&(group.to_string(), member)) {
@@ -295,7 +296,10 @@ impl GroupCoordinator {
                 .groups
                 .entry(group_id.to_string())
                 .or_insert_with(|| Group::new(group_id));
+            let member = req.member_id.clone();
             let (answer, replies) = group.join(req, &self.limits, Instant::now());
+            tracing::debug!(group = group_id, %member, ?answer, state = group.state.name(),
+                generation = group.generation, released = replies.len(), "join");
             inner.deliver(group_id, replies);
             match answer {
                 Answer::Now(r) => return r,
@@ -332,6 +336,15 @@ impl GroupCoordinator {
                 assignments,
                 Instant::now(),
             );
+            tracing::debug!(
+                group = group_id,
+                member = member_id,
+                generation,
+                ?answer,
+                state = group.state.name(),
+                released = replies.len(),
+                "sync"
+            );
             inner.deliver(group_id, replies);
             match answer {
                 Answer::Now(r) => return r,
@@ -355,7 +368,18 @@ impl GroupCoordinator {
     ) -> i16 {
         let mut inner = self.inner.lock();
         match inner.groups.get_mut(group_id) {
-            Some(g) => g.heartbeat(member_id, instance_id, generation, Instant::now()),
+            Some(g) => {
+                let code = g.heartbeat(member_id, instance_id, generation, Instant::now());
+                tracing::debug!(
+                    group = group_id,
+                    member = member_id,
+                    generation,
+                    code,
+                    state = g.state.name(),
+                    "heartbeat"
+                );
+                code
+            }
             None => ResponseError::UnknownMemberId.code(),
         }
     }
@@ -370,6 +394,12 @@ impl GroupCoordinator {
             return (ResponseError::UnknownMemberId.code(), Vec::new());
         };
         let (results, replies) = group.leave(members, &self.limits, Instant::now());
+        tracing::debug!(
+            group = group_id,
+            ?results,
+            state = group.state.name(),
+            "leave"
+        );
         inner.deliver(group_id, replies);
         (0, results)
     }
