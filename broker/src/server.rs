@@ -4,6 +4,7 @@
 //! `socket.request.max.bytes` before allocating, hands the frame to [`crate::api::handle`], and
 //! writes the response before reading the next request, so responses leave in request order as
 //! Kafka requires. Broken framing or an undecodable request closes that one connection.
+//! Record data in fetch responses goes from the segment files to the socket with sendfile(2).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -11,14 +12,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter, Interest};
+use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 
-use crate::api;
+use crate::api::{self, Chunk};
 use crate::broker::{Broker, Endpoint};
 use crate::config::BrokerConfig;
 use crate::error::{Error, Result};
+use crate::log::FileSlice;
 
 /// Binds the configured client listeners. A listener without a host binds every interface
 /// (IPv6 dual-stack where available, so both `127.0.0.1` and `::1` reach it); `localhost`
@@ -186,10 +189,8 @@ async fn serve_connection(stream: TcpStream, peer: SocketAddr, broker: Arc<Broke
         }
         match api::handle(&broker, frame.freeze(), &conn).await {
             Ok(Some(response)) => {
-                if writer.write_all(&response).await.is_err() {
-                    return;
-                }
-                if writer.flush().await.is_err() {
+                if let Err(e) = write_response(&mut writer, &response).await {
+                    tracing::debug!(error = %e, "connection closed while writing a response");
                     return;
                 }
             }
@@ -201,6 +202,50 @@ async fn serve_connection(stream: TcpStream, peer: SocketAddr, broker: Arc<Broke
             }
         }
     }
+}
+
+async fn write_response(
+    writer: &mut BufWriter<OwnedWriteHalf>,
+    chunks: &[Chunk],
+) -> std::io::Result<()> {
+    for chunk in chunks {
+        match chunk {
+            Chunk::Mem(b) => writer.write_all(b).await?,
+            Chunk::File(f) => {
+                writer.flush().await?;
+                send_file(writer.get_ref().as_ref(), f).await?;
+            }
+        }
+    }
+    writer.flush().await
+}
+
+/// Sends a file range to the socket with sendfile(2), waiting for the socket whenever its
+/// buffer is full. A file shorter than the range (truncated underneath) is an error: the frame
+/// would be incomplete, so the connection must close.
+async fn send_file(socket: &TcpStream, slice: &FileSlice) -> std::io::Result<()> {
+    let mut offset = slice.position;
+    let end = slice.position + slice.len;
+    while offset < end {
+        socket.writable().await?;
+        let sent = socket.try_io(Interest::WRITABLE, || {
+            let count = (end - offset).min(1 << 30) as usize;
+            rustix::fs::sendfile(socket, &*slice.file, Some(&mut offset), count)
+                .map_err(std::io::Error::from)
+        });
+        match sent {
+            Ok(0) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "segment file ended inside a fetched range",
+                ))
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 async fn group_timers(broker: Arc<Broker>) {

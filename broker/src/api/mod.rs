@@ -28,7 +28,29 @@ use kafka_protocol::protocol::{Decodable, Encodable, Message, StrBytes, VersionR
 
 use crate::broker::Broker;
 use crate::error::{Error, Result};
+use crate::log::FileSlice;
 use crate::server::Connection;
+
+/// A piece of a response frame as the connection writes it: bytes in memory, or a range of a
+/// segment file that goes from the page cache to the socket with sendfile(2).
+#[derive(Debug, Clone)]
+pub enum Chunk {
+    Mem(Bytes),
+    File(FileSlice),
+}
+
+impl Chunk {
+    pub fn len(&self) -> u64 {
+        match self {
+            Chunk::Mem(b) => b.len() as u64,
+            Chunk::File(f) => f.len,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
 
 /// What a handler knows about the request besides its body.
 #[derive(Debug, Clone)]
@@ -79,13 +101,13 @@ fn api_name(key: ApiKey) -> String {
     format!("{key:?}")
 }
 
-/// Handles one request frame (without its size prefix). Returns the size-prefixed response, or
-/// `None` when the request expects none (Produce with acks=0).
+/// Handles one request frame (without its size prefix). Returns the size-prefixed response as
+/// chunks to write in order, or `None` when the request expects none (Produce with acks=0).
 pub async fn handle(
     broker: &Arc<Broker>,
     mut frame: Bytes,
     conn: &Connection,
-) -> Result<Option<Bytes>> {
+) -> Result<Option<Vec<Chunk>>> {
     if frame.len() < 8 {
         return Err(Error::Protocol(format!(
             "{}-byte frame is too short for a header",
@@ -112,7 +134,7 @@ pub async fn handle(
                 correlation_id,
                 &ResponseKind::ApiVersions(resp),
             )
-            .map(Some);
+            .map(|b| Some(vec![Chunk::Mem(b)]));
         }
         return Err(Error::Protocol(format!(
             "{key:?} v{version} is not supported (supported: {range:?})"
@@ -134,7 +156,13 @@ pub async fn handle(
     tracing::debug!(api = ?key, version, correlation_id, client = %ctx.client_id, "request");
     let name = api_name(key);
     let started = Instant::now();
-    let response = dispatch(broker, key, request, &ctx).await?;
+    let response = match request {
+        RequestKind::Fetch(r) => Reply::Fetch(fetch::handle(broker, r, &ctx).await),
+        request => match dispatch(broker, key, request, &ctx).await? {
+            Some(r) => Reply::Message(r),
+            None => Reply::Nothing,
+        },
+    };
     broker
         .metrics
         .request_latency
@@ -146,9 +174,19 @@ pub async fn handle(
         .with_label_values(&[name.as_str()])
         .inc();
     match response {
-        Some(r) => encode_response(key, version, correlation_id, &r).map(Some),
-        None => Ok(None),
+        Reply::Message(r) => {
+            encode_response(key, version, correlation_id, &r).map(|b| Some(vec![Chunk::Mem(b)]))
+        }
+        Reply::Fetch(r) => fetch::encode(version, correlation_id, r).map(Some),
+        Reply::Nothing => Ok(None),
     }
+}
+
+enum Reply {
+    Message(ResponseKind),
+    /// Fetch responses keep their records as file ranges until they are written.
+    Fetch(fetch::FetchReply),
+    Nothing,
 }
 
 async fn dispatch(
@@ -163,7 +201,6 @@ async fn dispatch(
         Rq::ApiVersions(r) => Rs::ApiVersions(api_versions::handle(r, ctx)),
         Rq::Metadata(r) => Rs::Metadata(metadata::handle(broker, r, ctx).await),
         Rq::Produce(r) => return Ok(produce::handle(broker, r, ctx).await.map(Rs::Produce)),
-        Rq::Fetch(r) => Rs::Fetch(fetch::handle(broker, r, ctx).await),
         Rq::ListOffsets(r) => Rs::ListOffsets(list_offsets::handle(broker, r, ctx)),
         Rq::CreateTopics(r) => Rs::CreateTopics(topics::create_topics(broker, r, ctx).await),
         Rq::DeleteTopics(r) => Rs::DeleteTopics(topics::delete_topics(broker, r, ctx).await),
@@ -216,20 +253,7 @@ fn encode_response(
     correlation_id: i32,
     response: &ResponseKind,
 ) -> Result<Bytes> {
-    // Fetch responses carry up to megabytes of records: size the buffer once instead of letting
-    // it double (and copy) a dozen times on the way there.
-    let capacity = match response {
-        ResponseKind::Fetch(f) => {
-            256 + f
-                .responses
-                .iter()
-                .flat_map(|t| t.partitions.iter())
-                .map(|p| 64 + p.records.as_ref().map_or(0, |r| r.len()))
-                .sum::<usize>()
-        }
-        _ => 256,
-    };
-    let mut buf = BytesMut::with_capacity(capacity);
+    let mut buf = BytesMut::with_capacity(256);
     buf.put_i32(0);
     // ApiVersions responses always use header v0, even for flexible versions (KIP-511).
     let header_version = if key == ApiKey::ApiVersions {

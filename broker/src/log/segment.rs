@@ -10,6 +10,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{IoSlice, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
@@ -28,11 +29,32 @@ pub fn file_name(base: i64, ext: &str) -> String {
     format!("{base:020}.{ext}")
 }
 
+/// A range of whole batches in a segment file. Fetch responses carry these instead of the bytes,
+/// and the connection sends them with sendfile(2), so record data never passes through the
+/// broker's memory (as in Kafka's `FileRecords`).
+#[derive(Debug, Clone)]
+pub struct FileSlice {
+    pub file: Arc<File>,
+    pub position: u64,
+    pub len: u64,
+}
+
+impl FileSlice {
+    /// The bytes of the range, for paths that need them in memory.
+    pub fn read_all(&self) -> std::io::Result<Bytes> {
+        let mut buf = BytesMut::zeroed(self.len as usize);
+        self.file.read_exact_at(&mut buf, self.position)?;
+        Ok(buf.freeze())
+    }
+}
+
 #[derive(Debug)]
 pub struct Segment {
     pub base_offset: i64,
     path: PathBuf,
-    file: File,
+    /// Shared with [`FileSlice`]s on their way to a socket; an unlinked segment stays
+    /// readable until the last of them is sent.
+    file: Arc<File>,
     /// Bytes of whole batches in the file.
     pub size: u64,
     /// The offset after the last batch.
@@ -69,7 +91,7 @@ impl Segment {
         Ok(Segment {
             base_offset,
             path,
-            file,
+            file: Arc::new(file),
             size: 0,
             next_offset: base_offset,
             max_timestamp: -1,
@@ -102,7 +124,7 @@ impl Segment {
         let mut seg = Segment {
             base_offset,
             path,
-            file,
+            file: Arc::new(file),
             size: file_len,
             next_offset: base_offset,
             max_timestamp: -1,
@@ -313,9 +335,9 @@ impl Segment {
         while written < total {
             let n = if written < prefix.len() {
                 let slices = [IoSlice::new(&prefix[written..]), IoSlice::new(rest)];
-                self.file.write_vectored(&slices)
+                (&*self.file).write_vectored(&slices)
             } else {
-                self.file.write(&rest[written - prefix.len()..])
+                (&*self.file).write(&rest[written - prefix.len()..])
             }
             .map_err(|e| Error::io(&self.path, e))?;
             if n == 0 {
@@ -395,6 +417,61 @@ impl Segment {
         }
         buf.truncate(whole);
         Ok(buf.freeze())
+    }
+
+    /// The file range of whole batches from `offset`, with the same limits as [`Self::read`]:
+    /// at least the first batch when `min_one`, then as many more as fit in `max_bytes`.
+    pub fn slice(&self, offset: i64, max_bytes: usize, min_one: bool) -> Result<Option<FileSlice>> {
+        let Some((start, first)) = self.position_of(offset)? else {
+            return Ok(None);
+        };
+        let first_len = first.total_len() as u64;
+        let end = if first_len > max_bytes as u64 {
+            if !min_one {
+                return Ok(None);
+            }
+            start + first_len
+        } else {
+            let limit = (start + max_bytes as u64).min(self.size);
+            self.last_boundary(start + first_len, limit)?
+        };
+        Ok(Some(FileSlice {
+            file: self.file.clone(),
+            position: start,
+            len: end - start,
+        }))
+    }
+
+    /// The end of the last whole batch at or before `limit`, walking batch headers from
+    /// `from` (a batch boundary), or from the last indexed batch before `limit` when that is
+    /// further. Headers are read in 4 KiB windows, so small batches cost few system calls.
+    fn last_boundary(&self, from: u64, limit: u64) -> Result<u64> {
+        let i = self.index.partition_point(|&(_, p)| p as u64 <= limit);
+        let mut pos = match i {
+            0 => from,
+            i => (self.index[i - 1].1 as u64).max(from),
+        };
+        let mut window = [0u8; 4096];
+        loop {
+            if pos + LOG_OVERHEAD as u64 > limit {
+                return Ok(pos);
+            }
+            let n = ((limit - pos) as usize).min(window.len());
+            self.file
+                .read_exact_at(&mut window[..n], pos)
+                .map_err(|e| Error::io(&self.path, e))?;
+            // `w` is the next header's position relative to `pos`.
+            let mut w = 0usize;
+            while w + LOG_OVERHEAD <= n {
+                let len = i32::from_be_bytes(window[w + 8..w + 12].try_into().expect("4 bytes"));
+                let next = w + LOG_OVERHEAD + len.max(0) as usize;
+                if pos + next as u64 > limit {
+                    return Ok(pos + w as u64);
+                }
+                w = next;
+            }
+            pos += w as u64;
+        }
     }
 
     /// The base offset and max timestamp of the first batch whose max timestamp is at or

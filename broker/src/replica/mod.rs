@@ -24,7 +24,7 @@ use uuid::Uuid;
 use crate::config::{BrokerConfig, TopicConfig, TOPIC_KEYS};
 use crate::error::{Error, Result};
 use crate::log::batch::{validate_record_set, BatchError};
-use crate::log::{now_ms, PartitionLog, ReadResult};
+use crate::log::{now_ms, FileSlice, PartitionLog, ReadResult};
 use crate::metadata::{MetadataImage, METADATA_DIR};
 use producer::{ProducerStateTable, SequenceCheck};
 
@@ -215,6 +215,14 @@ impl Partition {
         let st = self.state.lock();
         let hw = st.log.next_offset();
         st.log.read(offset, max_bytes, min_one, hw)
+    }
+
+    /// The file range of whole batches from `offset` up to the high watermark (see
+    /// [`PartitionLog::slice`](crate::log::PartitionLog::slice)).
+    pub fn slice(&self, offset: i64, max_bytes: usize, min_one: bool) -> Result<Option<FileSlice>> {
+        let st = self.state.lock();
+        let hw = st.log.next_offset();
+        st.log.slice(offset, max_bytes, min_one, hw)
     }
 }
 
