@@ -26,6 +26,8 @@ use crate::broker::Broker;
 use crate::error::{Error, Result};
 use crate::log::FileSlice;
 
+const MAX_RECORDS_PER_RESPONSE: usize = 1 << 30;
+
 /// A fetch response whose record sets are still file ranges: `slices` holds one entry per
 /// partition, in the order the partitions appear in `response` (topic by topic), and the
 /// partitions' own `records` are empty.
@@ -59,10 +61,12 @@ fn read_once(
     bool,
 ) {
     let image = broker.metadata.image();
+    // A frame's size is an i32: keep the records well inside it whatever the request asks
+    // (only the first batch may exceed the budget, and a batch is at most message.max.bytes).
     let max_total = if req.max_bytes <= 0 {
-        usize::MAX
+        MAX_RECORDS_PER_RESPONSE
     } else {
-        req.max_bytes as usize
+        (req.max_bytes as usize).min(MAX_RECORDS_PER_RESPONSE)
     };
     let mut total = 0usize;
     let mut any_error = false;

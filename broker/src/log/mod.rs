@@ -196,15 +196,11 @@ impl PartitionLog {
             .segments
             .partition_point(|s| s.base_offset <= offset)
             .saturating_sub(1);
-        for seg in &self.segments[i..] {
-            if seg.next_offset <= offset {
-                continue;
-            }
-            let bytes = seg.read(offset, max_bytes, min_one)?;
-            if !bytes.is_empty() {
-                out.records = bytes;
-                break;
-            }
+        // The first segment holding a batch at or after `offset` answers, even with nothing
+        // (its first batch above `max_bytes` without `min_one`): a later segment's batches
+        // would skip offsets.
+        if let Some(seg) = self.segments[i..].iter().find(|s| s.next_offset > offset) {
+            out.records = seg.read(offset, max_bytes, min_one)?;
         }
         Ok(out)
     }
@@ -225,17 +221,11 @@ impl PartitionLog {
             .segments
             .partition_point(|s| s.base_offset <= offset)
             .saturating_sub(1);
-        for seg in &self.segments[i..] {
-            if seg.next_offset <= offset {
-                continue;
-            }
-            if let Some(slice) = seg.slice(offset, max_bytes, min_one)? {
-                if slice.len > 0 {
-                    return Ok(Some(slice));
-                }
-            }
+        // As in `read`: the first segment holding a batch at or after `offset` answers.
+        match self.segments[i..].iter().find(|s| s.next_offset > offset) {
+            Some(seg) => seg.slice(offset, max_bytes, min_one),
+            None => Ok(None),
         }
-        Ok(None)
     }
 
     /// The first record whose timestamp is at or after `ts`: its offset and timestamp, or
@@ -471,6 +461,38 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// A batch too big for what is left of a fetch's byte budget ends that partition's data for
+    /// this fetch; the batches of the next segment must not be returned in its place.
+    #[test]
+    fn a_too_big_batch_at_a_segment_end_is_not_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = PartitionLog::open(dir.path(), cfg(), true).unwrap();
+        append_values(&mut log, 3, 1);
+        let big = vec![b'z'; 2000];
+        let b = build_batch(0, 1, &[(None, Some(&big))]);
+        let batches = validate_record_set(&b, 1 << 20).unwrap();
+        let big_offset = log.append(&b, &batches, 0, 1).unwrap();
+        append_values(&mut log, 3, 1);
+        assert!(
+            log.segment_count() > 1,
+            "the big batch fills its 1000-byte segment"
+        );
+        let end = log.next_offset();
+        let r = log.read(big_offset, 1000, false, end).unwrap();
+        assert!(
+            r.records.is_empty(),
+            "nothing fits, and nothing else is returned"
+        );
+        assert!(log.slice(big_offset, 1000, false, end).unwrap().is_none());
+        let r = log.read(big_offset, 1000, true, end).unwrap();
+        assert_eq!(
+            BatchHeader::parse(&r.records).unwrap().base_offset,
+            big_offset
+        );
+        let s = log.slice(big_offset, 1000, true, end).unwrap().unwrap();
+        assert_eq!(s.read_all().unwrap(), r.records);
     }
 
     #[test]

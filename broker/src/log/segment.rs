@@ -426,6 +426,13 @@ impl Segment {
             return Ok(None);
         };
         let first_len = first.total_len() as u64;
+        if start + first_len > self.size {
+            return Err(Error::SegmentCorrupt {
+                path: self.path.clone(),
+                position: start,
+                reason: format!("a {first_len}-byte batch runs past the end ({})", self.size),
+            });
+        }
         let end = if first_len > max_bytes as u64 {
             if !min_one {
                 return Ok(None);
