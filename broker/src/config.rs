@@ -574,7 +574,10 @@ pub struct TopicConfig {
     pub max_message_bytes: i32,
     pub log_append_time: bool,
     pub index_interval_bytes: u32,
+    /// `cleanup.policy` contains `compact` (not implemented yet: nothing is compacted).
     pub compact: bool,
+    /// `cleanup.policy` contains `delete`: retention by time and size applies.
+    pub delete: bool,
 }
 
 impl TopicConfig {
@@ -590,6 +593,7 @@ impl TopicConfig {
             log_append_time: lookup("message.timestamp.type").as_deref() == Some("LogAppendTime"),
             index_interval_bytes: num("index.interval.bytes", 4096).max(1) as u32,
             compact: lookup("cleanup.policy").is_some_and(|p| p.contains("compact")),
+            delete: lookup("cleanup.policy").is_none_or(|p| p.contains("delete")),
         }
     }
 }
@@ -601,6 +605,22 @@ mod tests {
     fn load(overrides: &[&str]) -> Result<BrokerConfig> {
         let o: Vec<String> = overrides.iter().map(|s| s.to_string()).collect();
         BrokerConfig::load(None, Vec::new(), &o)
+    }
+
+    #[test]
+    fn cleanup_policy_resolves_to_compact_and_delete_flags() {
+        let policy = |p: Option<&str>| {
+            let c = TopicConfig::resolve(|k| match k {
+                "cleanup.policy" => p.map(str::to_string),
+                _ => None,
+            });
+            (c.compact, c.delete)
+        };
+        assert_eq!(policy(None), (false, true));
+        assert_eq!(policy(Some("delete")), (false, true));
+        assert_eq!(policy(Some("compact")), (true, false));
+        assert_eq!(policy(Some("compact,delete")), (true, true));
+        assert_eq!(policy(Some("delete,compact")), (true, true));
     }
 
     #[test]

@@ -389,8 +389,10 @@ impl ReplicaManager {
             if let Err(e) = st.log.roll_if_old(now) {
                 tracing::warn!(partition = %p.tp.dir_name(), error = %e, "roll failed");
             }
-            if st.log.config.compact {
-                continue; // Compaction is not implemented; compacted topics keep everything.
+            if !st.log.config.delete {
+                // `cleanup.policy=compact` alone: compaction is not implemented, so these
+                // topics keep everything. `compact,delete` still gets time and size retention.
+                continue;
             }
             match st.log.enforce_retention(now) {
                 Ok(n) => deleted += n,
