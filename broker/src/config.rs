@@ -76,6 +76,8 @@ pub const BROKER_KEYS: &[KeyDef] = &[
     key("log.index.interval.bytes", Int, Some("4096")),
     key("log.segment.delete.delay.ms", Long, Some("60000")),
     key("log.cleanup.policy", List, Some("delete")),
+    key("log.cleaner.delete.retention.ms", Long, Some("86400000")),
+    key("log.cleaner.min.compaction.lag.ms", Long, Some("0")),
     key("log.message.timestamp.type", Str, Some("CreateTime")),
     key(
         "log.flush.interval.messages",
@@ -137,6 +139,16 @@ pub const BROKER_KEYS: &[KeyDef] = &[
 /// Topic-level settings: name, type, the broker key whose value is the default.
 pub const TOPIC_KEYS: &[(&str, ValueType, &str)] = &[
     ("cleanup.policy", List, "log.cleanup.policy"),
+    (
+        "delete.retention.ms",
+        Long,
+        "log.cleaner.delete.retention.ms",
+    ),
+    (
+        "min.compaction.lag.ms",
+        Long,
+        "log.cleaner.min.compaction.lag.ms",
+    ),
     ("compression.type", Str, "compression.type"),
     ("retention.ms", Long, "log.retention.ms"),
     ("retention.bytes", Long, "log.retention.bytes"),
@@ -165,6 +177,8 @@ pub const DYNAMIC_BROKER_KEYS: &[&str] = &[
     "log.segment.bytes",
     "log.roll.ms",
     "log.cleanup.policy",
+    "log.cleaner.delete.retention.ms",
+    "log.cleaner.min.compaction.lag.ms",
     "log.message.timestamp.type",
     "message.max.bytes",
     "compression.type",
@@ -574,10 +588,14 @@ pub struct TopicConfig {
     pub max_message_bytes: i32,
     pub log_append_time: bool,
     pub index_interval_bytes: u32,
-    /// `cleanup.policy` contains `compact` (not implemented yet: nothing is compacted).
+    /// `cleanup.policy` contains `compact`: superseded batches are removed (see `log::compact`).
     pub compact: bool,
     /// `cleanup.policy` contains `delete`: retention by time and size applies.
     pub delete: bool,
+    /// How long a tombstone stays once it is the latest record of its key.
+    pub delete_retention_ms: i64,
+    /// Batches younger than this are never compacted away.
+    pub min_compaction_lag_ms: i64,
 }
 
 impl TopicConfig {
@@ -594,6 +612,8 @@ impl TopicConfig {
             index_interval_bytes: num("index.interval.bytes", 4096).max(1) as u32,
             compact: lookup("cleanup.policy").is_some_and(|p| p.contains("compact")),
             delete: lookup("cleanup.policy").is_none_or(|p| p.contains("delete")),
+            delete_retention_ms: num("delete.retention.ms", 86_400_000),
+            min_compaction_lag_ms: num("min.compaction.lag.ms", 0),
         }
     }
 }

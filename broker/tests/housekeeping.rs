@@ -135,3 +135,70 @@ async fn metrics_report_requests_log_sizes_and_group_lag() -> TestResult {
     assert!(body.contains("kafka_server_bytes_in_total"));
     Ok(())
 }
+
+/// A compacted topic loses superseded batches in the background; a consumer reading from the
+/// start then sees the latest value of every key, at its original offset.
+#[tokio::test]
+async fn compaction_removes_superseded_records_in_the_background() -> TestResult {
+    let b = TestBroker::start(&["log.retention.check.interval.ms=100"]).await?;
+    let mut c = b.client().await?;
+    let t = topic("compacted");
+    create_topic(
+        &mut c,
+        &t,
+        1,
+        &[("segment.bytes", "1024"), ("cleanup.policy", "compact")],
+    )
+    .await?;
+    let value = |round: usize, key: usize| format!("{round}-{key}-{}", "v".repeat(300));
+    for round in 0..10 {
+        for key in 0..4 {
+            let k = format!("key{key}");
+            let (err, _) = produce(
+                &mut c,
+                &t,
+                0,
+                batch(&[(&k, &value(round, key))], Compression::None),
+                1,
+            )
+            .await?;
+            anyhow::ensure!(err == 0, "produce failed with {err}");
+        }
+    }
+    // Everything from offset 0 on, fetch by fetch.
+    async fn read_all(c: &mut Client, t: &str) -> TestResult<Vec<(i64, String, String)>> {
+        let mut out: Vec<(i64, String, String)> = Vec::new();
+        loop {
+            let next = out.last().map_or(0, |r| r.0 + 1);
+            let got = records_of(&fetch(c, t, 0, next).await?)?;
+            let got: Vec<_> = got.into_iter().filter(|r| r.0 >= next).collect();
+            if got.is_empty() {
+                return Ok(out);
+            }
+            out.extend(got);
+        }
+    }
+    let compacted = eventually(
+        "compaction to remove superseded batches",
+        Duration::from_secs(10),
+        || async {
+            let mut c = b.client().await.ok()?;
+            let all = read_all(&mut c, &t).await.ok()?;
+            (all.len() < 20).then_some(all)
+        },
+    )
+    .await?;
+    // The last round is in the active segment or after it: every key's latest value is there.
+    for key in 0..4 {
+        let latest = compacted
+            .iter()
+            .rev()
+            .find(|r| r.1 == format!("key{key}"))
+            .expect("every key is still readable");
+        assert_eq!(latest.2, value(9, key));
+        assert_eq!(latest.0, 36 + key as i64, "at its original offset");
+    }
+    let offsets: Vec<i64> = compacted.iter().map(|r| r.0).collect();
+    assert!(offsets.windows(2).all(|w| w[0] < w[1]), "{offsets:?}");
+    Ok(())
+}

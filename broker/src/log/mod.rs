@@ -6,6 +6,7 @@
 //! active segment batch by batch and truncates a torn tail.
 
 pub mod batch;
+pub mod compact;
 pub mod segment;
 
 use std::fs;
@@ -27,6 +28,10 @@ pub struct PartitionLog {
     segments: Vec<Segment>,
     log_start_offset: i64,
     pub config: TopicConfig,
+    /// The end of the closed segments at the last compaction (-1: none yet).
+    cleaned_through: i64,
+    /// The partition was deleted: its directory is gone or going, nothing may be swapped in.
+    deleted: bool,
 }
 
 /// What a read returned.
@@ -42,13 +47,21 @@ impl PartitionLog {
     /// case saved indexes are trusted; otherwise the active segment is verified.
     pub fn open(dir: &Path, config: TopicConfig, clean: bool) -> Result<Self> {
         fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-        let mut bases: Vec<i64> = fs::read_dir(dir)
+        let entries: Vec<String> = fs::read_dir(dir)
             .map_err(|e| Error::io(dir, e))?
             .filter_map(|e| e.ok())
-            .filter_map(|e| {
-                let name = e.file_name().into_string().ok()?;
-                name.strip_suffix(".log")?.parse::<i64>().ok()
-            })
+            .filter_map(|e| e.file_name().into_string().ok())
+            .collect();
+        // A cleaned copy that was never swapped in (a crash during compaction) is redundant.
+        for name in &entries {
+            if name.ends_with(&format!(".log.{}", compact::CLEANED_SUFFIX)) {
+                let p = dir.join(name);
+                fs::remove_file(&p).map_err(|e| Error::io(&p, e))?;
+            }
+        }
+        let mut bases: Vec<i64> = entries
+            .iter()
+            .filter_map(|name| name.strip_suffix(".log")?.parse::<i64>().ok())
             .collect();
         bases.sort_unstable();
         let mut segments = Vec::with_capacity(bases.len().max(1));
@@ -85,6 +98,8 @@ impl PartitionLog {
             log_start_offset: saved_start.max(first_base).min(next),
             segments,
             config,
+            cleaned_through: -1,
+            deleted: false,
         };
         Ok(log)
     }
@@ -199,7 +214,10 @@ impl PartitionLog {
         // The first segment holding a batch at or after `offset` answers, even with nothing
         // (its first batch above `max_bytes` without `min_one`): a later segment's batches
         // would skip offsets.
-        if let Some(seg) = self.segments[i..].iter().find(|s| s.next_offset > offset) {
+        if let Some(seg) = self.segments[i..]
+            .iter()
+            .find(|s| s.size > 0 && s.next_offset > offset)
+        {
             out.records = seg.read(offset, max_bytes, min_one)?;
         }
         Ok(out)
@@ -222,7 +240,10 @@ impl PartitionLog {
             .partition_point(|s| s.base_offset <= offset)
             .saturating_sub(1);
         // As in `read`: the first segment holding a batch at or after `offset` answers.
-        match self.segments[i..].iter().find(|s| s.next_offset > offset) {
+        match self.segments[i..]
+            .iter()
+            .find(|s| s.size > 0 && s.next_offset > offset)
+        {
             Some(seg) => seg.slice(offset, max_bytes, min_one),
             None => Ok(None),
         }
@@ -341,6 +362,81 @@ impl PartitionLog {
             fs::write(&p, self.log_start_offset.to_string()).map_err(|e| Error::io(&p, e))?;
         }
         Ok(deleted)
+    }
+
+    /// Marks the log deleted; the caller removes the directory while it holds the partition
+    /// lock, so a compaction finishing later cannot write into a directory reused by a new
+    /// topic of the same name.
+    pub fn mark_deleted(&mut self) {
+        self.deleted = true;
+    }
+
+    /// What the cleaner should work on, when the topic is compacted and segments were closed
+    /// since the last compaction.
+    pub fn compaction_job(&self) -> Option<compact::CompactionJob> {
+        if !self.config.compact || self.segments.len() < 2 {
+            return None;
+        }
+        let (active, closed) = self.segments.split_last()?;
+        let through = closed.last()?.next_offset;
+        if through <= self.cleaned_through {
+            return None;
+        }
+        let to_ref = |s: &Segment| {
+            let (file, size) = s.snapshot();
+            compact::SegmentRef {
+                base_offset: s.base_offset,
+                file,
+                size,
+            }
+        };
+        Some(compact::CompactionJob {
+            dir: self.dir.clone(),
+            closed: closed.iter().filter(|s| s.size > 0).map(to_ref).collect(),
+            active: to_ref(active),
+            through,
+        })
+    }
+
+    /// Swaps cleaned copies in for their segments (each unchanged since the job was taken;
+    /// a stale copy is dropped). Returns how many batches went.
+    pub fn install_compacted(
+        &mut self,
+        job: &compact::CompactionJob,
+        cleaned: Vec<compact::Cleaned>,
+    ) -> Result<usize> {
+        if self.deleted {
+            // The directory may already belong to a re-created topic of the same name.
+            for c in cleaned {
+                let _ = fs::remove_file(&c.path);
+            }
+            return Ok(0);
+        }
+        let mut removed = 0;
+        let closed = self.segments.len().saturating_sub(1);
+        for c in cleaned {
+            let Some(i) = self.segments[..closed]
+                .iter()
+                .position(|s| s.base_offset == c.base_offset && s.size == c.original_size)
+            else {
+                let _ = fs::remove_file(&c.path);
+                continue;
+            };
+            // Without the saved summary the segment is rescanned on open, so a crash on either
+            // side of the rename leaves a consistent segment (the old one or the cleaned one).
+            self.segments[i].invalidate_saved_indexes();
+            let target = self.dir.join(segment::file_name(c.base_offset, "log"));
+            fs::rename(&c.path, &target).map_err(|e| Error::io(&target, e))?;
+            self.segments[i] = Segment::open(
+                &self.dir,
+                c.base_offset,
+                false,
+                self.config.index_interval_bytes,
+            )?;
+            removed += c.batches_removed;
+        }
+        self.cleaned_through = job.through;
+        Ok(removed)
     }
 
     /// Rolls by age even when nothing is produced (so idle topics still expire).
@@ -493,6 +589,157 @@ mod tests {
         );
         let s = log.slice(big_offset, 1000, true, end).unwrap().unwrap();
         assert_eq!(s.read_all().unwrap(), r.records);
+    }
+
+    fn compacted_cfg(delete_retention_ms: &str) -> TopicConfig {
+        let d = delete_retention_ms.to_string();
+        TopicConfig::resolve(move |k| match k {
+            "segment.bytes" => Some("1000".into()),
+            "index.interval.bytes" => Some("100".into()),
+            "cleanup.policy" => Some("compact".into()),
+            "delete.retention.ms" => Some(d.clone()),
+            _ => None,
+        })
+    }
+
+    /// Appends one batch per (key, value); a `None` value is a tombstone.
+    fn append_keyed(log: &mut PartitionLog, kvs: &[(&str, Option<&str>)], ts: i64) {
+        for (k, v) in kvs {
+            let b = build_batch(0, ts, &[(Some(k.as_bytes()), v.map(str::as_bytes))]);
+            let batches = validate_record_set(&b, 1 << 20).unwrap();
+            log.append(&b, &batches, 0, ts).unwrap();
+        }
+    }
+
+    fn compact_now(log: &mut PartitionLog, now: i64) -> usize {
+        let Some(job) = log.compaction_job() else {
+            return 0;
+        };
+        let cleaned = compact::clean(&job, &log.config, now).unwrap();
+        log.install_compacted(&job, cleaned).unwrap()
+    }
+
+    /// Every record from `offset` on, as (offset, key, value), read the way Fetch reads.
+    fn read_all(log: &PartitionLog) -> Vec<(i64, String, Option<String>)> {
+        let mut out = Vec::new();
+        let mut offset = 0;
+        let end = log.next_offset();
+        while offset < end {
+            let Some(slice) = log.slice(offset, 1 << 20, true, end).unwrap() else {
+                break;
+            };
+            let mut bytes = slice.read_all().unwrap();
+            for set in kafka_protocol::records::RecordBatchDecoder::decode_all(&mut bytes).unwrap()
+            {
+                for r in set.records {
+                    let key = String::from_utf8(r.key.unwrap().to_vec()).unwrap();
+                    let value = r.value.map(|v| String::from_utf8(v.to_vec()).unwrap());
+                    out.push((r.offset, key, value));
+                    offset = r.offset + 1;
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn compaction_keeps_the_latest_value_of_every_key_at_its_offset() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = PartitionLog::open(dir.path(), compacted_cfg("86400000"), true).unwrap();
+        for round in 0..10 {
+            let v: Vec<String> = (0..5).map(|k| format!("v{round}-{k}")).collect();
+            let kvs: Vec<(String, Option<&str>)> = (0..5)
+                .map(|k| (format!("k{k}"), Some(v[k].as_str())))
+                .collect();
+            let refs: Vec<(&str, Option<&str>)> =
+                kvs.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+            append_keyed(&mut log, &refs, 1);
+        }
+        log.roll().unwrap();
+        let segments = log.segment_count();
+        assert!(segments > 3);
+        let removed = compact_now(&mut log, 2);
+        assert_eq!(removed, 45, "every batch but the last five is superseded");
+        let expected: Vec<(i64, String, Option<String>)> = (0..5)
+            .map(|k| (45 + k as i64, format!("k{k}"), Some(format!("v9-{k}"))))
+            .collect();
+        assert_eq!(read_all(&log), expected);
+        assert_eq!(log.next_offset(), 50, "offsets are never reused");
+        assert_eq!(
+            log.segment_count(),
+            segments,
+            "emptied segments stay as placeholders"
+        );
+        assert_eq!(compact_now(&mut log, 3), 0, "nothing new to clean");
+        // New data in a later segment supersedes more; a fetch from 0 skips the gaps.
+        append_keyed(&mut log, &[("k0", Some("last"))], 1);
+        log.roll().unwrap();
+        assert_eq!(compact_now(&mut log, 4), 1);
+        let got = read_all(&log);
+        assert_eq!(got.first().unwrap().0, 46);
+        assert_eq!(
+            got.last().unwrap(),
+            &(50, "k0".to_string(), Some("last".to_string()))
+        );
+        // The same after a clean close and after a crash (rescan).
+        log.close().unwrap();
+        let log = PartitionLog::open(dir.path(), compacted_cfg("86400000"), true).unwrap();
+        assert_eq!(read_all(&log), got);
+        let log = PartitionLog::open(dir.path(), compacted_cfg("86400000"), false).unwrap();
+        assert_eq!(read_all(&log), got);
+    }
+
+    #[test]
+    fn tombstones_stay_for_delete_retention_then_go() {
+        let run = |retention: &str| {
+            let dir = tempfile::tempdir().unwrap();
+            let mut log = PartitionLog::open(dir.path(), compacted_cfg(retention), true).unwrap();
+            append_keyed(
+                &mut log,
+                &[("a", Some("1")), ("b", Some("2")), ("a", None)],
+                1_000,
+            );
+            log.roll().unwrap();
+            compact_now(&mut log, 5_000);
+            read_all(&log)
+        };
+        assert_eq!(
+            run("86400000"),
+            vec![(1, "b".into(), Some("2".into())), (2, "a".into(), None)],
+            "the tombstone hides the old value and is kept"
+        );
+        assert_eq!(
+            run("1000"),
+            vec![(1, "b".into(), Some("2".into()))],
+            "past delete.retention.ms the tombstone goes too"
+        );
+    }
+
+    #[test]
+    fn compaction_keeps_each_producers_last_batch_and_ignores_the_active_segment() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = PartitionLog::open(dir.path(), compacted_cfg("86400000"), true).unwrap();
+        // Producer 7 writes k=1 then k=2; both are superseded by a plain write of k later.
+        for v in ["1", "2"] {
+            let mut b = build_batch(0, 1, &[(Some(b"k"), Some(v.as_bytes()))]);
+            b[43..51].copy_from_slice(&7i64.to_be_bytes());
+            let h = BatchHeader::parse(&b).unwrap();
+            let crc = crc32c::crc32c(&b[21..h.total_len()]);
+            b[17..21].copy_from_slice(&crc.to_be_bytes());
+            let batches = validate_record_set(&b, 1 << 20).unwrap();
+            log.append(&b, &batches, 0, 1).unwrap();
+        }
+        append_keyed(&mut log, &[("k", Some("3"))], 1);
+        assert_eq!(
+            compact_now(&mut log, 2),
+            0,
+            "the active segment is never cleaned"
+        );
+        log.roll().unwrap();
+        append_keyed(&mut log, &[("k", Some("4"))], 1);
+        assert_eq!(compact_now(&mut log, 2), 2);
+        let got: Vec<i64> = read_all(&log).into_iter().map(|r| r.0).collect();
+        assert_eq!(got, vec![1, 3], "producer 7's last batch (offset 1) stays");
     }
 
     #[test]

@@ -248,6 +248,12 @@ impl Segment {
         Ok(())
     }
 
+    /// The file and its size now, for readers that work without the partition lock on
+    /// bytes that can no longer change (closed segments, or the active one up to `size`).
+    pub fn snapshot(&self) -> (Arc<File>, u64) {
+        (self.file.clone(), self.size)
+    }
+
     /// Forgets saved indexes, so that a crash before the next clean save rebuilds them.
     pub fn invalidate_saved_indexes(&self) {
         let (_, _, mp) = self.index_paths();

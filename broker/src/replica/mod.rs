@@ -315,7 +315,9 @@ impl ReplicaManager {
             gone.iter().filter_map(|tp| parts.remove(tp)).collect()
         };
         for p in doomed {
-            let dir = p.state.lock().log.dir().to_path_buf();
+            let mut st = p.state.lock();
+            st.log.mark_deleted();
+            let dir = st.log.dir().to_path_buf();
             delete_partition_dir(&dir, p.topic_id)?;
         }
         // Directories on disk that the image does not know (deleted while we were down).
@@ -389,10 +391,18 @@ impl ReplicaManager {
             if let Err(e) = st.log.roll_if_old(now) {
                 tracing::warn!(partition = %p.tp.dir_name(), error = %e, "roll failed");
             }
+            let job = st.log.compaction_job();
+            let config = st.log.config.clone();
+            if job.is_some() {
+                // The cleaner reads closed segments without the lock.
+                drop(st);
+                if let Some(job) = job {
+                    self.compact(&p, &job, &config, now);
+                }
+                st = p.state.lock();
+            }
             if !st.log.config.delete {
-                // `cleanup.policy=compact` alone: compaction is not implemented, so these
-                // topics keep everything. `compact,delete` still gets time and size retention.
-                continue;
+                continue; // `cleanup.policy=compact` alone: no time or size retention.
             }
             match st.log.enforce_retention(now) {
                 Ok(n) => deleted += n,
@@ -402,6 +412,29 @@ impl ReplicaManager {
             }
         }
         deleted
+    }
+
+    fn compact(
+        &self,
+        p: &Partition,
+        job: &crate::log::compact::CompactionJob,
+        config: &crate::config::TopicConfig,
+        now: i64,
+    ) {
+        let cleaned = match crate::log::compact::clean(job, config, now) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(partition = %p.tp.dir_name(), error = %e, "compaction failed");
+                return;
+            }
+        };
+        match p.state.lock().log.install_compacted(job, cleaned) {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(partition = %p.tp.dir_name(), batches = n, "compacted"),
+            Err(e) => {
+                tracing::warn!(partition = %p.tp.dir_name(), error = %e, "compaction swap failed")
+            }
+        }
     }
 
     /// Flushes and closes every log and leaves the clean-shutdown marker.
