@@ -18,7 +18,7 @@
 //! swap of a cleaned file for the original takes the lock (see
 //! [`PartitionLog::install_compacted`](super::PartitionLog::install_compacted)).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::FileExt;
@@ -125,13 +125,17 @@ pub fn clean(job: &CompactionJob, config: &TopicConfig, now: i64) -> Result<Vec<
             }
             for (offset, key, _) in records_of(raw, &path, pos)? {
                 if let Some(k) = key {
-                    latest.insert(k, offset);
+                    // A copy: the decoded key points into the whole (decompressed) batch.
+                    latest.insert(Bytes::copy_from_slice(&k), offset);
                 }
             }
             Ok(())
         })?;
     }
-    // Pass 2: copy the batches that keep something, per closed segment.
+    // Pass 2: copy the batches that keep something, per closed segment, in offset order.
+    // `kept_keys` holds every key with a record in a batch kept so far: a tombstone may only
+    // go when no older record of its key survives, or the deleted value would come back.
+    let mut kept_keys: HashSet<Bytes> = HashSet::new();
     let mut out = Vec::new();
     for seg in &job.closed {
         let path = seg_path(seg);
@@ -155,7 +159,9 @@ pub fn clean(job: &CompactionJob, config: &TopicConfig, now: i64) -> Result<Vec<
                     match latest.get(k) {
                         Some(&l) if l > *offset => true,
                         Some(&l) if l == *offset => {
-                            *tombstone && now - h.max_timestamp >= config.delete_retention_ms
+                            *tombstone
+                                && now - h.max_timestamp >= config.delete_retention_ms
+                                && !kept_keys.contains(k)
                         }
                         _ => false,
                     }
@@ -163,6 +169,16 @@ pub fn clean(job: &CompactionJob, config: &TopicConfig, now: i64) -> Result<Vec<
             if dead {
                 removed += 1;
             } else {
+                let records = if pinned {
+                    records_of(raw, &path, pos)?
+                } else {
+                    records
+                };
+                for (_, key, _) in records {
+                    if let Some(k) = key {
+                        kept_keys.insert(Bytes::copy_from_slice(&k));
+                    }
+                }
                 keep.push((pos, len));
             }
             Ok(())

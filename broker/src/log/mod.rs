@@ -371,6 +371,10 @@ impl PartitionLog {
         self.deleted = true;
     }
 
+    pub fn is_deleted(&self) -> bool {
+        self.deleted
+    }
+
     /// What the cleaner should work on, when the topic is compacted and segments were closed
     /// since the last compaction.
     pub fn compaction_job(&self) -> Option<compact::CompactionJob> {
@@ -413,8 +417,8 @@ impl PartitionLog {
             return Ok(0);
         }
         let mut removed = 0;
-        let closed = self.segments.len().saturating_sub(1);
         for c in cleaned {
+            let closed = self.segments.len().saturating_sub(1);
             let Some(i) = self.segments[..closed]
                 .iter()
                 .position(|s| s.base_offset == c.base_offset && s.size == c.original_size)
@@ -425,15 +429,28 @@ impl PartitionLog {
             // Without the saved summary the segment is rescanned on open, so a crash on either
             // side of the rename leaves a consistent segment (the old one or the cleaned one).
             self.segments[i].invalidate_saved_indexes();
+            let (max_timestamp, created_ms) =
+                (self.segments[i].max_timestamp, self.segments[i].created_ms);
             let target = self.dir.join(segment::file_name(c.base_offset, "log"));
             fs::rename(&c.path, &target).map_err(|e| Error::io(&target, e))?;
-            self.segments[i] = Segment::open(
+            let mut seg = Segment::open(
                 &self.dir,
                 c.base_offset,
                 false,
                 self.config.index_interval_bytes,
             )?;
+            // Time retention of `compact,delete` topics goes by the original data's age.
+            seg.max_timestamp = seg.max_timestamp.max(max_timestamp);
+            seg.created_ms = created_ms;
             removed += c.batches_removed;
+            if seg.size == 0 && i > 0 {
+                // An emptied segment after the first holds nothing a read needs; the first
+                // stays so that the log start offset does not move.
+                self.segments.remove(i);
+                seg.delete()?;
+            } else {
+                self.segments[i] = seg;
+            }
         }
         self.cleaned_through = job.through;
         Ok(removed)
@@ -667,9 +684,11 @@ mod tests {
         assert_eq!(log.next_offset(), 50, "offsets are never reused");
         assert_eq!(
             log.segment_count(),
-            segments,
-            "emptied segments stay as placeholders"
+            3,
+            "of {segments}, emptied segments go except the first (the log start); the one \
+             with the last round and the active one stay"
         );
+        assert_eq!(log.log_start_offset(), 0);
         assert_eq!(compact_now(&mut log, 3), 0, "nothing new to clean");
         // New data in a later segment supersedes more; a fetch from 0 skips the gaps.
         append_keyed(&mut log, &[("k0", Some("last"))], 1);
@@ -712,6 +731,32 @@ mod tests {
             run("1000"),
             vec![(1, "b".into(), Some("2".into()))],
             "past delete.retention.ms the tombstone goes too"
+        );
+    }
+
+    /// A tombstone whose key still has an older record in a kept batch stays past
+    /// delete.retention.ms: removing it would bring the deleted value back.
+    #[test]
+    fn an_expired_tombstone_stays_while_an_older_value_of_its_key_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = PartitionLog::open(dir.path(), compacted_cfg("1000"), true).unwrap();
+        let b = build_batch(
+            0,
+            1_000,
+            &[(Some(b"a"), Some(b"1")), (Some(b"b"), Some(b"1"))],
+        );
+        let batches = validate_record_set(&b, 1 << 20).unwrap();
+        log.append(&b, &batches, 0, 1_000).unwrap();
+        append_keyed(&mut log, &[("a", None)], 1_000);
+        log.roll().unwrap();
+        assert_eq!(compact_now(&mut log, 5_000), 0);
+        assert_eq!(
+            read_all(&log),
+            vec![
+                (0, "a".into(), Some("1".into())),
+                (1, "b".into(), Some("1".into())),
+                (2, "a".into(), None)
+            ]
         );
     }
 

@@ -401,6 +401,9 @@ impl ReplicaManager {
                 }
                 st = p.state.lock();
             }
+            if st.log.is_deleted() {
+                continue; // Deleted while it was being compacted: its files are not ours now.
+            }
             if !st.log.config.delete {
                 continue; // `cleanup.policy=compact` alone: no time or size retention.
             }
