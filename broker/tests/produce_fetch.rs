@@ -332,7 +332,6 @@ async fn list_offsets_finds_earliest_latest_and_by_timestamp() -> TestResult {
 /// non-flexible and a flexible Fetch version, whose record length prefixes differ.
 #[tokio::test]
 async fn a_large_fetch_over_partitions_and_segments_arrives_whole() -> TestResult {
-    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
     let b = TestBroker::start(&[]).await?;
     let mut c = b.client().await?;
     let t = topic("large");
@@ -353,23 +352,12 @@ async fn a_large_fetch_over_partitions_and_segments_arrives_whole() -> TestResul
         }
     }
     for version in [11i16, 12] {
-        let req = kafka_protocol::messages::FetchRequest::default()
-            .with_replica_id(kafka_protocol::messages::BrokerId(-1))
-            .with_max_wait_ms(0)
-            .with_max_bytes(50 << 20)
-            .with_session_epoch(-1)
-            .with_topics(vec![FetchTopic::default()
-                .with_topic(name(&t))
-                .with_partitions(
-                    (0..3)
-                        .map(|p| {
-                            FetchPartition::default()
-                                .with_partition(p)
-                                .with_fetch_offset(0)
-                                .with_partition_max_bytes(8 << 20)
-                        })
-                        .collect(),
-                )]);
+        // The common one-partition request, widened to all three partitions.
+        let mut req = fetch_req(&t, 0, 0, 0, 0);
+        let one = req.topics[0].partitions[0]
+            .clone()
+            .with_partition_max_bytes(8 << 20);
+        req.topics[0].partitions = (0..3).map(|p| one.clone().with_partition(p)).collect();
         let mut got: Vec<Vec<(i64, String, String)>> = vec![Vec::new(); 3];
         // A fetch stops at a segment's end; keep fetching until every partition is read.
         for _ in 0..10 {

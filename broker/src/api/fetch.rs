@@ -18,10 +18,11 @@ use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
-use kafka_protocol::messages::{ApiKey, FetchRequest, FetchResponse, ResponseKind, TopicName};
+use kafka_protocol::messages::{ApiKey, FetchRequest, FetchResponse, TopicName};
+use kafka_protocol::protocol::Encodable;
 use tokio::time::Instant;
 
-use super::{encode_response, str_bytes, Chunk, KafkaError, RequestContext};
+use super::{encode_frame, str_bytes, Chunk, KafkaError, RequestContext};
 use crate::broker::Broker;
 use crate::error::{Error, Result};
 use crate::log::FileSlice;
@@ -206,16 +207,13 @@ pub fn encode(version: i16, correlation_id: i32, reply: FetchReply) -> Result<Ve
     for p in partitions_mut(&mut with_empty) {
         p.records = Some(Bytes::new());
     }
-    let frame = |r: FetchResponse| {
-        encode_response(
-            ApiKey::Fetch,
-            version,
-            correlation_id,
-            &ResponseKind::Fetch(r),
-        )
+    let frame = |r: &FetchResponse| {
+        encode_frame(ApiKey::Fetch, version, correlation_id, |b| {
+            r.encode(b, version)
+        })
     };
     if slices.iter().all(Option::is_none) {
-        return Ok(vec![Chunk::Mem(frame(with_empty)?)]);
+        return Ok(vec![Chunk::Mem(frame(&with_empty)?)]);
     }
     let mut with_null = with_empty.clone();
     for (p, s) in partitions_mut(&mut with_null).zip(&slices) {
@@ -223,8 +221,8 @@ pub fn encode(version: i16, correlation_id: i32, reply: FetchReply) -> Result<Ve
             p.records = None;
         }
     }
-    let a = frame(with_empty.clone())?;
-    let b = frame(with_null)?;
+    let a = frame(&with_empty)?;
+    let b = frame(&with_null)?;
     if let Some(chunks) = splice(&a, &b, version >= 12, &slices) {
         return Ok(chunks);
     }
@@ -241,7 +239,7 @@ pub fn encode(version: i16, correlation_id: i32, reply: FetchReply) -> Result<Ve
             })?);
         }
     }
-    Ok(vec![Chunk::Mem(frame(with_empty)?)])
+    Ok(vec![Chunk::Mem(frame(&with_empty)?)])
 }
 
 /// Builds the chunks from `a` (record sets empty) and `b` (the partitions with a slice have null
@@ -310,7 +308,10 @@ mod tests {
     use std::io::Write;
 
     use kafka_protocol::messages::fetch_response::{AbortedTransaction, LeaderIdAndEpoch};
+    use kafka_protocol::messages::ResponseKind;
     use kafka_protocol::protocol::Message;
+
+    use super::super::encode_response;
 
     use super::*;
 

@@ -39,19 +39,6 @@ pub enum Chunk {
     File(FileSlice),
 }
 
-impl Chunk {
-    pub fn len(&self) -> u64 {
-        match self {
-            Chunk::Mem(b) => b.len() as u64,
-            Chunk::File(f) => f.len,
-        }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
-
 /// What a handler knows about the request besides its body.
 #[derive(Debug, Clone)]
 pub struct RequestContext {
@@ -253,6 +240,18 @@ fn encode_response(
     correlation_id: i32,
     response: &ResponseKind,
 ) -> Result<Bytes> {
+    encode_frame(key, version, correlation_id, |buf| {
+        response.encode(buf, version)
+    })
+}
+
+/// A size-prefixed response frame: the header, then whatever `body` encodes.
+fn encode_frame(
+    key: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    body: impl FnOnce(&mut BytesMut) -> anyhow::Result<()>,
+) -> Result<Bytes> {
     let mut buf = BytesMut::with_capacity(256);
     buf.put_i32(0);
     // ApiVersions responses always use header v0, even for flexible versions (KIP-511).
@@ -265,9 +264,7 @@ fn encode_response(
         .with_correlation_id(correlation_id)
         .encode(&mut buf, header_version)
         .map_err(|e| Error::Protocol(format!("encoding {key:?} header: {e}")))?;
-    response
-        .encode(&mut buf, version)
-        .map_err(|e| Error::Protocol(format!("encoding {key:?} v{version}: {e}")))?;
+    body(&mut buf).map_err(|e| Error::Protocol(format!("encoding {key:?} v{version}: {e}")))?;
     let len = (buf.len() - 4) as i32;
     buf[0..4].copy_from_slice(&len.to_be_bytes());
     Ok(buf.freeze())

@@ -207,20 +207,23 @@ impl PartitionLog {
         if offset >= limit {
             return Ok(out);
         }
+        if let Some(seg) = self.segment_for(offset) {
+            out.records = seg.read(offset, max_bytes, min_one)?;
+        }
+        Ok(out)
+    }
+
+    /// The first segment holding a batch at or after `offset`. It answers a read even with
+    /// nothing (its first batch above `max_bytes` without `min_one`): a later segment's
+    /// batches would skip offsets. Segments emptied by compaction hold nothing to read.
+    fn segment_for(&self, offset: i64) -> Option<&Segment> {
         let i = self
             .segments
             .partition_point(|s| s.base_offset <= offset)
             .saturating_sub(1);
-        // The first segment holding a batch at or after `offset` answers, even with nothing
-        // (its first batch above `max_bytes` without `min_one`): a later segment's batches
-        // would skip offsets.
-        if let Some(seg) = self.segments[i..]
+        self.segments[i..]
             .iter()
             .find(|s| s.size > 0 && s.next_offset > offset)
-        {
-            out.records = seg.read(offset, max_bytes, min_one)?;
-        }
-        Ok(out)
     }
 
     /// Like [`Self::read`], but returns the file range of the batches instead of their bytes
@@ -235,15 +238,7 @@ impl PartitionLog {
         if offset >= limit {
             return Ok(None);
         }
-        let i = self
-            .segments
-            .partition_point(|s| s.base_offset <= offset)
-            .saturating_sub(1);
-        // As in `read`: the first segment holding a batch at or after `offset` answers.
-        match self.segments[i..]
-            .iter()
-            .find(|s| s.size > 0 && s.next_offset > offset)
-        {
+        match self.segment_for(offset) {
             Some(seg) => seg.slice(offset, max_bytes, min_one),
             None => Ok(None),
         }
@@ -546,10 +541,11 @@ mod tests {
         assert!(r.records.is_empty());
     }
 
-    /// The file ranges the Fetch path sends hold exactly the batches `read` returns, for every
-    /// offset and byte limit, with batches smaller and larger than the 4 KiB header window.
+    /// The file ranges the Fetch path sends (and `read` returns) hold exactly the whole batches
+    /// a walk over the raw segment file finds, for every offset and byte limit, with batches
+    /// smaller and larger than the 4 KiB header window.
     #[test]
-    fn slices_cover_the_same_batches_as_reads() {
+    fn slices_hold_exactly_the_whole_batches_within_the_limit() {
         let dir = tempfile::tempdir().unwrap();
         let cfg = TopicConfig::resolve(|k| match k {
             "segment.bytes" => Some("1048576".into()),
@@ -563,14 +559,41 @@ mod tests {
             let batches = validate_record_set(&b, 1 << 20).unwrap();
             log.append(&b, &batches, 0, 1).unwrap();
         }
+        assert_eq!(log.segment_count(), 1);
+        let raw = fs::read(dir.path().join(segment::file_name(0, "log"))).unwrap();
+        // (position, length, last offset) of every batch, from the file itself.
+        let mut batches = Vec::new();
+        let mut pos = 0;
+        while pos < raw.len() {
+            let h = BatchHeader::parse(&raw[pos..]).unwrap();
+            batches.push((pos, h.total_len(), h.last_offset()));
+            pos += h.total_len();
+        }
+        let expected = |offset: i64, max: usize, min_one: bool| -> Vec<u8> {
+            let first = batches.iter().position(|b| b.2 >= offset).unwrap();
+            let start = batches[first].0;
+            let mut end = start;
+            for (i, &(p, len, _)) in batches.iter().enumerate().skip(first) {
+                if p + len - start > max && !(i == first && min_one) {
+                    break;
+                }
+                end = p + len;
+            }
+            raw[start..end].to_vec()
+        };
         let end = log.next_offset();
         for offset in (0..end).step_by(3) {
             for max in [1, 100, 4000, 4097, 9100, 20_000, 70_000, 1 << 20] {
                 for min_one in [true, false] {
-                    let read = log.read(offset, max, min_one, end).unwrap().records;
+                    let want = expected(offset, max, min_one);
                     let slice = log.slice(offset, max, min_one, end).unwrap();
                     let sliced = slice.map(|s| s.read_all().unwrap()).unwrap_or_default();
-                    assert_eq!(sliced, read, "offset {offset} max {max} min_one {min_one}");
+                    assert_eq!(sliced, want, "offset {offset} max {max} min_one {min_one}");
+                    let read = log.read(offset, max, min_one, end).unwrap().records;
+                    assert_eq!(
+                        read, want,
+                        "read: offset {offset} max {max} min_one {min_one}"
+                    );
                 }
             }
         }

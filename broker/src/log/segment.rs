@@ -396,37 +396,16 @@ impl Segment {
 
     /// Reads whole batches from `offset`: at least the first batch (even when it alone exceeds
     /// `max_bytes`, KIP-74) when `min_one` is set, then as many more as fit in `max_bytes`.
-    /// One positioned read covers the whole range; the batch boundaries are then found in
-    /// memory, so a 1 MiB fetch costs one system call rather than one per batch header.
+    /// The bytes of [`Self::slice`], for readers that need them in memory.
     pub fn read(&self, offset: i64, max_bytes: usize, min_one: bool) -> Result<Bytes> {
-        let Some((start, first)) = self.position_of(offset)? else {
-            return Ok(Bytes::new());
-        };
-        let first_len = first.total_len() as u64;
-        if !min_one && first_len > max_bytes as u64 {
-            return Ok(Bytes::new());
+        match self.slice(offset, max_bytes, min_one)? {
+            Some(s) => s.read_all().map_err(|e| Error::io(&self.path, e)),
+            None => Ok(Bytes::new()),
         }
-        let want = (max_bytes as u64).max(if min_one { first_len } else { 0 });
-        let end = (start + want).min(self.size);
-        let mut buf = BytesMut::zeroed((end - start) as usize);
-        self.file
-            .read_exact_at(&mut buf, start)
-            .map_err(|e| Error::io(&self.path, e))?;
-        let mut whole = 0usize;
-        while whole + LOG_OVERHEAD <= buf.len() {
-            let len = i32::from_be_bytes(buf[whole + 8..whole + 12].try_into().expect("4 bytes"));
-            let next = whole + LOG_OVERHEAD + len.max(0) as usize;
-            if next > buf.len() {
-                break;
-            }
-            whole = next;
-        }
-        buf.truncate(whole);
-        Ok(buf.freeze())
     }
 
-    /// The file range of whole batches from `offset`, with the same limits as [`Self::read`]:
-    /// at least the first batch when `min_one`, then as many more as fit in `max_bytes`.
+    /// The file range of whole batches from `offset`: at least the first batch (even when it
+    /// alone exceeds `max_bytes`, KIP-74) when `min_one` is set, then as many more as fit.
     pub fn slice(&self, offset: i64, max_bytes: usize, min_one: bool) -> Result<Option<FileSlice>> {
         let Some((start, first)) = self.position_of(offset)? else {
             return Ok(None);

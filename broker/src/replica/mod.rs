@@ -391,14 +391,11 @@ impl ReplicaManager {
             if let Err(e) = st.log.roll_if_old(now) {
                 tracing::warn!(partition = %p.tp.dir_name(), error = %e, "roll failed");
             }
-            let job = st.log.compaction_job();
-            let config = st.log.config.clone();
-            if job.is_some() {
+            if let Some(job) = st.log.compaction_job() {
+                let config = st.log.config.clone();
                 // The cleaner reads closed segments without the lock.
                 drop(st);
-                if let Some(job) = job {
-                    self.compact(&p, &job, &config, now);
-                }
+                self.compact(&p, &job, &config, now);
                 st = p.state.lock();
             }
             if st.log.is_deleted() {
