@@ -95,6 +95,9 @@ pub const BROKER_KEYS: &[KeyDef] = &[
     key("group.min.session.timeout.ms", Int, Some("6000")),
     key("group.max.session.timeout.ms", Int, Some("1800000")),
     key("group.max.size", Int, Some("2147483647")),
+    key("group.consumer.session.timeout.ms", Int, Some("45000")),
+    key("group.consumer.heartbeat.interval.ms", Int, Some("5000")),
+    key("group.consumer.max.size", Int, Some("2147483647")),
     key("unclean.leader.election.enable", Bool, Some("false")),
     key(
         "leader.replication.throttled.rate",
@@ -265,6 +268,9 @@ pub struct BrokerConfig {
     pub group_min_session_timeout_ms: i32,
     pub group_max_session_timeout_ms: i32,
     pub group_max_size: i32,
+    pub group_consumer_session_timeout_ms: u64,
+    pub group_consumer_heartbeat_interval_ms: u64,
+    pub group_consumer_max_size: i32,
     pub metrics_listener: Option<String>,
 }
 
@@ -446,6 +452,13 @@ impl BrokerConfig {
             group_min_session_timeout_ms: positive("group.min.session.timeout.ms", 0)? as i32,
             group_max_session_timeout_ms: positive("group.max.session.timeout.ms", 0)? as i32,
             group_max_size: positive("group.max.size", 1)? as i32,
+            group_consumer_session_timeout_ms: positive("group.consumer.session.timeout.ms", 1)?
+                as u64,
+            group_consumer_heartbeat_interval_ms: positive(
+                "group.consumer.heartbeat.interval.ms",
+                1,
+            )? as u64,
+            group_consumer_max_size: positive("group.consumer.max.size", 1)? as i32,
             metrics_listener,
             raw,
         };

@@ -19,13 +19,15 @@ async fn api_versions_advertises_only_what_is_implemented() -> TestResult {
         ApiKey::Metadata,
         ApiKey::JoinGroup,
         ApiKey::InitProducerId,
+        ApiKey::ConsumerGroupHeartbeat,
+        ApiKey::ConsumerGroupDescribe,
     ] {
         assert!(keys.contains(&(must as i16)), "{must:?} missing");
     }
     for absent in [
         ApiKey::AddPartitionsToTxn,
         ApiKey::SaslHandshake,
-        ApiKey::ConsumerGroupHeartbeat,
+        ApiKey::ShareGroupHeartbeat,
     ] {
         assert!(
             !keys.contains(&(absent as i16)),

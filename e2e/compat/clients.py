@@ -126,7 +126,11 @@ KAFKA_PYTHON_MIN_POLL = 0.5
 
 class GroupMember:
     """A subscribed group consumer that can be polled step by step, so one thread can drive
-    several members through a rebalance."""
+    several members through a rebalance.
+
+    ``strategy`` is a classic assignor (range, roundrobin, cooperative-sticky), or
+    ``consumer:<assignor>`` for the consumer group protocol of KIP-848 (librdkafka's
+    ``group.protocol=consumer`` with ``group.remote.assignor``: uniform or range)."""
 
     def __init__(self, client: str, bootstrap: str, topic: str, group: str,
                  strategy: str | None = None, auto_commit: bool = False,
@@ -167,13 +171,18 @@ class GroupMember:
                 "group.id": group,
                 "auto.offset.reset": "earliest",
                 "enable.auto.commit": auto_commit,
-                "session.timeout.ms": 10000,
-                "heartbeat.interval.ms": 1000,
             }
             if client_id:
                 conf["client.id"] = client_id
-            if strategy is not None:
-                conf["partition.assignment.strategy"] = strategy
+            if strategy is not None and strategy.startswith("consumer:"):
+                # Session and heartbeat timing belong to the broker in this protocol.
+                conf["group.protocol"] = "consumer"
+                conf["group.remote.assignor"] = strategy.split(":", 1)[1]
+            else:
+                conf["session.timeout.ms"] = 10000
+                conf["heartbeat.interval.ms"] = 1000
+                if strategy is not None:
+                    conf["partition.assignment.strategy"] = strategy
             self._c = CkConsumer(conf)
             self._c.subscribe([topic])
 
@@ -216,11 +225,11 @@ class GroupMember:
 
 
 def consume(client: str, bootstrap: str, topic: str, group: str, count: int,
-            timeout: float = 60, settle: float = 0.0) -> list[Record]:
+            timeout: float = 60, settle: float = 0.0, strategy: str | None = None) -> list[Record]:
     """Consumes from the group's committed position (earliest if none) until ``count``
     records arrived, then keeps polling ``settle`` seconds so that extra records (duplicates,
     records before the committed offset) show up in the result."""
-    member = GroupMember(client, bootstrap, topic, group)
+    member = GroupMember(client, bootstrap, topic, group, strategy)
     try:
         out: list[Record] = []
         deadline = time.monotonic() + timeout

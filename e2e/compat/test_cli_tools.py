@@ -250,6 +250,87 @@ def test_consumer_groups_describe_lag_and_reset_offsets(broker, kafka_bin):
         consumer.close()
 
 
+def describe_rows(kafka_bin: Path, bootstrap: str, group: str, *flags: str) -> list[dict]:
+    """The rows of a `kafka-consumer-groups --describe --group G <flags>` table."""
+    out = run(kafka_bin, "kafka-consumer-groups.sh", "--bootstrap-server", bootstrap,
+              "--describe", "--group", group, *flags)
+    rows, columns = [], None
+    for line in output_lines(out):
+        cells = line.split()
+        if cells[0] == "GROUP":
+            columns = cells
+        elif columns and cells[0] == group:
+            assert len(cells) == len(columns), f"unexpected row {line!r} for {columns}"
+            rows.append(dict(zip(columns, cells)))
+    return rows
+
+
+def test_java_consumers_with_the_consumer_group_protocol(broker, kafka_bin, tmp_path):
+    """KIP-848 (`group.protocol=consumer`, Kafka 4's default for new deployments to opt into):
+    the broker assigns, two Java consumers split the partitions, and the group tool shows
+    members, epochs and assignments."""
+    bs = broker.bootstrap
+    topic = create_topic(bs, unique_name("kip848"), 4)
+    group = unique_name("order-processor")
+    _produce_to_partitions(bs, topic, {p: 5 for p in range(4)})
+    expected = {f"p{p}-{i}" for p in range(4) for i in range(5)}
+
+    consumers = []
+
+    def start(name: str) -> subprocess.Popen:
+        out = open(tmp_path / f"{name}.out", "w")
+        proc = subprocess.Popen(
+            [str(kafka_bin / "kafka-console-consumer.sh"), "--bootstrap-server", bs,
+             "--topic", topic, "--group", group, "--from-beginning",
+             "--consumer-property", "group.protocol=consumer",
+             "--consumer-property", f"client.id={name}"],
+            stdout=out, stderr=subprocess.STDOUT, text=True)
+        consumers.append((proc, out))
+        return proc
+
+    def members() -> list[dict]:
+        return describe_rows(kafka_bin, bs, group, "--members", "--verbose")
+
+    try:
+        start("java-a")
+
+        def alone():
+            rows = members()
+            return len(rows) == 1 and rows[0]["#PARTITIONS"] == "4" and \
+                rows[0]["CURRENT-EPOCH"] == rows[0]["TARGET-EPOCH"] and rows
+        [row] = wait_until(alone, 90, "the first Java consumer to own all 4 partitions",
+                           interval=1)
+        assert row["CLIENT-ID"] == "java-a" and row["HOST"] == "/127.0.0.1", row
+        assert row["CURRENT-ASSIGNMENT"] == f"{topic}:0,1,2,3", row
+        [state] = describe_rows(kafka_bin, bs, group, "--state")
+        assert (state["ASSIGNMENT-STRATEGY"], state["STATE"], state["#MEMBERS"]) == \
+            ("uniform", "Stable", "1"), state
+
+        start("java-b")
+
+        def split():
+            rows = members()
+            return len(rows) == 2 and all(r["#PARTITIONS"] == "2" for r in rows) and \
+                all(r["CURRENT-EPOCH"] == r["TARGET-EPOCH"] for r in rows) and rows
+        rows = wait_until(split, 90, "the two Java consumers to own 2 partitions each", interval=1)
+        owned = [set(r["CURRENT-ASSIGNMENT"].split(":", 1)[1].split(",")) for r in rows]
+        assert owned[0] | owned[1] == {"0", "1", "2", "3"} and not owned[0] & owned[1], rows
+    finally:
+        for proc, out in consumers:
+            proc.terminate()
+            proc.wait(60)
+            out.close()
+
+    seen = set()
+    for name in ("java-a", "java-b"):
+        seen |= {line for line in (tmp_path / f"{name}.out").read_text().splitlines()
+                 if line.startswith("p")}
+    assert seen == expected
+    # Both committed their positions when they closed (auto commit), with their member epochs.
+    rows = group_table(kafka_bin, bs, group)
+    assert {k: r["LAG"] for k, r in rows.items()} == {(topic, p): "0" for p in range(4)}, rows
+
+
 def test_configs_alter_and_describe_topic_retention(broker, kafka_bin):
     bs = broker.bootstrap
     topic = create_topic(bs, unique_name("my-topic"), 1)

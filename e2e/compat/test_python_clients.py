@@ -111,6 +111,9 @@ GROUP_CASES = [
     ("kafka-python", "range"),
     ("kafka-python", "roundrobin"),
     ("kafka-python", "cooperative-sticky"),
+    # The consumer group protocol (KIP-848): the broker assigns.
+    ("confluent-kafka", "consumer:uniform"),
+    ("confluent-kafka", "consumer:range"),
 ]
 
 
@@ -129,7 +132,7 @@ def test_two_consumers_split_partitions_and_one_takes_over(broker, topic_factory
         assert a.assignment() | b.assignment() == {0, 1, 2, 3}
         # The group runs the strategy the members asked for (the broker picks the protocol).
         split = {frozenset(a.assignment()), frozenset(b.assignment())}
-        if strategy == "range":
+        if strategy in ("range", "consumer:range"):
             assert split == {frozenset({0, 1}), frozenset({2, 3})}
         elif strategy == "roundrobin":
             assert split == {frozenset({0, 2}), frozenset({1, 3})}
@@ -143,14 +146,15 @@ def test_two_consumers_split_partitions_and_one_takes_over(broker, topic_factory
             b.close()
 
 
-@pytest.mark.parametrize("client", CLIENTS)
-def test_consumer_beyond_partition_count_stays_idle(broker, topic_factory, client):
+@pytest.mark.parametrize("client,strategy", [(c, "range") for c in CLIENTS]
+                         + [("confluent-kafka", "consumer:uniform")])
+def test_consumer_beyond_partition_count_stays_idle(broker, topic_factory, client, strategy):
     topic = topic_factory("idle", partitions=2)
     group = unique_name("g")
     members = []
     try:
         for i in range(3):
-            members.append(GroupMember(client, broker.bootstrap, topic, group, "range",
+            members.append(GroupMember(client, broker.bootstrap, topic, group, strategy,
                                        client_id=f"member-{i}"))
             poll_until(members, lambda: set().union(*(m.assignment() for m in members)) == {0, 1},
                        60, "the group to own both partitions")
@@ -170,13 +174,16 @@ def test_separate_groups_each_see_every_message(broker, topic_factory):
         assert by_position(got) == by_position(sent)
 
 
-@pytest.mark.parametrize("client", CLIENTS)
-def test_committed_offsets_resume_where_the_consumer_stopped(broker, topic_factory, client):
+@pytest.mark.parametrize("client,strategy", [(c, None) for c in CLIENTS]
+                         + [("confluent-kafka", "consumer:uniform")])
+def test_committed_offsets_resume_where_the_consumer_stopped(broker, topic_factory, client,
+                                                             strategy):
     topic = topic_factory("resume", partitions=3)
     group = unique_name("order-processor")
     sent = produce(client, broker.bootstrap, topic, orders(90, [f"u{i}" for i in range(9)]))
 
-    first = GroupMember(client, broker.bootstrap, topic, group)
+    # Commits from a member of the consumer protocol carry its member epoch.
+    first = GroupMember(client, broker.bootstrap, topic, group, strategy)
     seen: list[Record] = []
     try:
         deadline = time.monotonic() + 60
@@ -191,7 +198,8 @@ def test_committed_offsets_resume_where_the_consumer_stopped(broker, topic_facto
     finally:
         first.close()
 
-    rest = consume(client, broker.bootstrap, topic, group, count=len(sent) - len(seen), settle=1.0)
+    rest = consume(client, broker.bootstrap, topic, group, count=len(sent) - len(seen), settle=1.0,
+                   strategy=strategy)
 
     expected = {k: v for k, v in by_position(sent).items() if k[1] >= positions.get(k[0], 0)}
     assert by_position(rest) == expected

@@ -225,19 +225,29 @@ pub fn list(
                     .iter()
                     .any(|f| f.eq_ignore_ascii_case(s.state))
         })
-        .filter(|_| {
+        .filter(|s| {
+            let kind = if s.is_consumer_group {
+                "consumer"
+            } else {
+                "classic"
+            };
             req.types_filter.is_empty()
                 || req
                     .types_filter
                     .iter()
-                    .any(|f| f.eq_ignore_ascii_case("classic"))
+                    .any(|f| f.eq_ignore_ascii_case(kind))
         })
         .map(|s| {
+            let kind = if s.is_consumer_group {
+                "consumer"
+            } else {
+                "classic"
+            };
             ListedGroup::default()
                 .with_group_id(GroupId(str_bytes(s.group_id)))
                 .with_protocol_type(str_bytes(s.protocol_type))
                 .with_group_state(str_bytes(s.state))
-                .with_group_type(str_bytes("classic"))
+                .with_group_type(str_bytes(kind))
         })
         .collect();
     ListGroupsResponse::default().with_groups(groups)

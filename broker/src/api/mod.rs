@@ -9,6 +9,7 @@
 mod api_versions;
 mod cluster;
 mod configs;
+mod consumer_groups;
 mod fetch;
 mod groups;
 mod list_offsets;
@@ -78,6 +79,8 @@ pub fn supported(key: ApiKey) -> Option<VersionRange> {
         ApiKey::DescribeCluster => DescribeClusterRequest::VERSIONS,
         ApiKey::AlterPartitionReassignments => AlterPartitionReassignmentsRequest::VERSIONS,
         ApiKey::ListPartitionReassignments => ListPartitionReassignmentsRequest::VERSIONS,
+        ApiKey::ConsumerGroupHeartbeat => ConsumerGroupHeartbeatRequest::VERSIONS,
+        ApiKey::ConsumerGroupDescribe => ConsumerGroupDescribeRequest::VERSIONS,
         _ => return None,
     };
     // The crate's message structs and its ApiKey table can disagree; serve what both know.
@@ -223,6 +226,12 @@ async fn dispatch(
         }
         Rq::ListPartitionReassignments(r) => {
             Rs::ListPartitionReassignments(reassign::list(broker, r, ctx))
+        }
+        Rq::ConsumerGroupHeartbeat(r) => {
+            Rs::ConsumerGroupHeartbeat(consumer_groups::heartbeat(broker, r, ctx))
+        }
+        Rq::ConsumerGroupDescribe(r) => {
+            Rs::ConsumerGroupDescribe(consumer_groups::describe(broker, r, ctx))
         }
         // `supported` and this match list the same APIs; reaching here is a bug, and closing
         // the connection is better than leaving the client waiting for an answer.

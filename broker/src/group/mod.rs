@@ -1,4 +1,5 @@
-//! The group coordinator: consumer groups (classic protocol) and committed offsets.
+//! The group coordinator: consumer groups (the classic protocol, and the consumer protocol of
+//! KIP-848 in [`consumer`]) and committed offsets.
 //!
 //! Membership lives in [`state::Group`] state machines; this layer parks JoinGroup/SyncGroup
 //! requests on oneshot channels until the state machine releases them, runs the timer tick, and
@@ -8,6 +9,7 @@
 //! Member state is not persisted: after a restart members rejoin, as they do after a
 //! coordinator failover in Kafka.
 
+pub mod consumer;
 pub mod state;
 
 use std::collections::{BTreeMap, HashMap};
@@ -24,6 +26,7 @@ use crate::config::BrokerConfig;
 use crate::log::batch::{build_batch, KeyValue};
 use crate::log::now_ms;
 use crate::replica::{ReplicaManager, TopicPartition};
+use consumer::{ConsumerGroup, Heartbeat, HeartbeatReply, Refusal, Topics};
 use state::{Answer, Group, JoinRequest, JoinResult, Limits, Reply, SyncResult};
 
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
@@ -39,6 +42,7 @@ pub struct CommittedOffset {
 #[derive(Default)]
 struct Inner {
     groups: HashMap<String, Group>,
+    consumer_groups: HashMap<String, ConsumerGroup>,
     offsets: HashMap<String, BTreeMap<TopicPartition, CommittedOffset>>,
     joins: HashMap<(String, String), oneshot::Sender<JoinResult>>,
     syncs: HashMap<(String, String), oneshot::Sender<SyncResult>>,
@@ -67,6 +71,7 @@ impl Inner {
 pub struct GroupCoordinator {
     inner: Mutex<Inner>,
     limits: Limits,
+    consumer_limits: consumer::Limits,
     offsets_partitions: i32,
     replicas: Arc<ReplicaManager>,
 }
@@ -86,6 +91,8 @@ pub struct GroupSummary {
     pub protocol: String,
     /// (member id, instance id, client id, client host, metadata, assignment)
     pub members: Vec<(String, Option<String>, String, String, Bytes, Bytes)>,
+    /// A group of the consumer protocol (KIP-848); `members` is then empty.
+    pub is_consumer_group: bool,
 }
 
 fn put_str(b: &mut BytesMut, s: &str) {
@@ -187,6 +194,13 @@ impl GroupCoordinator {
                     config.group_initial_rebalance_delay_ms,
                 ),
                 max_size: config.group_max_size as usize,
+            },
+            consumer_limits: consumer::Limits {
+                session_timeout: Duration::from_millis(config.group_consumer_session_timeout_ms),
+                heartbeat_interval: Duration::from_millis(
+                    config.group_consumer_heartbeat_interval_ms,
+                ),
+                max_size: config.group_consumer_max_size as usize,
             },
             offsets_partitions: config.offsets_topic_num_partitions,
             replicas,
@@ -292,6 +306,15 @@ impl GroupCoordinator {
     pub async fn join(&self, group_id: &str, req: JoinRequest) -> JoinResult {
         let rx = {
             let mut inner = self.inner.lock();
+            if inner
+                .consumer_groups
+                .get(group_id)
+                .is_some_and(|g| !g.is_empty())
+            {
+                return JoinResult::error(ResponseError::InconsistentGroupProtocol, &req.member_id);
+            }
+            // An empty consumer group becomes a classic one (its offsets stay).
+            inner.consumer_groups.remove(group_id);
             let group = inner
                 .groups
                 .entry(group_id.to_string())
@@ -416,6 +439,75 @@ impl GroupCoordinator {
             };
             inner.deliver(&id, replies);
         }
+        for (id, g) in inner.consumer_groups.iter_mut() {
+            for member in g.tick(now) {
+                tracing::debug!(group = %id, %member, epoch = g.epoch, "consumer group member expired");
+            }
+        }
+    }
+
+    pub fn heartbeat_interval(&self) -> Duration {
+        self.consumer_limits.heartbeat_interval
+    }
+
+    /// One ConsumerGroupHeartbeat (KIP-848).
+    pub fn consumer_heartbeat(
+        &self,
+        group_id: &str,
+        hb: Heartbeat,
+        topics: &Topics,
+    ) -> Result<HeartbeatReply, Refusal> {
+        let mut inner = self.inner.lock();
+        if let Some(classic) = inner.groups.get(group_id) {
+            if !classic.is_empty() {
+                return Err(Refusal(
+                    ResponseError::GroupIdNotFound,
+                    format!("Group {group_id} is not a consumer group."),
+                ));
+            }
+            inner.groups.remove(group_id);
+        }
+        if hb.member_epoch != 0 && !inner.consumer_groups.contains_key(group_id) {
+            // Kafka says GROUP_ID_NOT_FOUND here, but its groups outlive a restart; ours do not,
+            // and UNKNOWN_MEMBER_ID is what makes both Java and librdkafka members join again.
+            return Err(Refusal(
+                ResponseError::UnknownMemberId,
+                format!(
+                    "Member {} is not a member of group {group_id}.",
+                    hb.member_id
+                ),
+            ));
+        }
+        let group = inner
+            .consumer_groups
+            .entry(group_id.to_string())
+            .or_insert_with(|| ConsumerGroup::new(group_id));
+        let member = hb.member_id.clone();
+        let epoch = hb.member_epoch;
+        let r = group.heartbeat(hb, topics, &self.consumer_limits, Instant::now());
+        tracing::debug!(group = group_id, %member, epoch, result = ?r,
+            group_epoch = group.epoch, state = group.state_name(), "consumer heartbeat");
+        r
+    }
+
+    /// A consumer group (KIP-848) for ConsumerGroupDescribe, or `None` when the id is not one.
+    pub fn describe_consumer_group<T>(
+        &self,
+        group_id: &str,
+        f: impl FnOnce(&ConsumerGroup) -> T,
+    ) -> Option<T> {
+        self.inner.lock().consumer_groups.get(group_id).map(f)
+    }
+
+    /// Whether a live classic group has this id (ConsumerGroupDescribe refuses those).
+    pub fn is_classic_group(&self, group_id: &str) -> bool {
+        let inner = self.inner.lock();
+        inner
+            .groups
+            .get(group_id)
+            .is_some_and(|g| !g.is_empty() || g.generation > 0)
+            || (!inner.consumer_groups.contains_key(group_id)
+                && inner.offsets.contains_key(group_id))
     }
 
     /// Commits offsets. `member_id` empty and `generation` -1 is a standalone commit, allowed
@@ -430,7 +522,21 @@ impl GroupCoordinator {
         offsets: Vec<(TopicPartition, CommittedOffset)>,
     ) -> i16 {
         let mut inner = self.inner.lock();
-        if let Some(g) = inner.groups.get(group_id) {
+        if let Some(g) = inner
+            .consumer_groups
+            .get(group_id)
+            .filter(|g| !g.is_empty())
+        {
+            if generation < 0 && member_id.is_empty() {
+                return ResponseError::UnknownMemberId.code();
+            }
+            let Some(m) = g.members.get(member_id) else {
+                return ResponseError::UnknownMemberId.code();
+            };
+            if generation != m.epoch {
+                return ResponseError::StaleMemberEpoch.code();
+            }
+        } else if let Some(g) = inner.groups.get(group_id) {
             if generation < 0 && member_id.is_empty() {
                 if !g.members.is_empty() {
                     return ResponseError::UnknownMemberId.code();
@@ -490,6 +596,13 @@ impl GroupCoordinator {
             .iter()
             .filter(|(_, g)| !g.is_empty() || g.generation > 0)
             .map(|(id, _)| id.clone())
+            .chain(
+                inner
+                    .consumer_groups
+                    .iter()
+                    .filter(|(_, g)| !g.is_empty() || g.epoch > 0)
+                    .map(|(id, _)| id.clone()),
+            )
             .chain(inner.offsets.keys().cloned())
             .collect();
         ids.sort();
@@ -499,6 +612,16 @@ impl GroupCoordinator {
 
     pub fn describe(&self, group_id: &str) -> Option<GroupSummary> {
         let inner = self.inner.lock();
+        if let Some(g) = inner.consumer_groups.get(group_id) {
+            return Some(GroupSummary {
+                group_id: group_id.to_string(),
+                state: g.state_name(),
+                protocol_type: "consumer".into(),
+                protocol: String::new(),
+                members: Vec::new(),
+                is_consumer_group: true,
+            });
+        }
         match inner.groups.get(group_id) {
             Some(g) => {
                 let protocol = g.protocol.clone().unwrap_or_default();
@@ -521,6 +644,7 @@ impl GroupCoordinator {
                             )
                         })
                         .collect(),
+                    is_consumer_group: false,
                 })
             }
             None if inner.offsets.contains_key(group_id) => Some(GroupSummary {
@@ -529,6 +653,7 @@ impl GroupCoordinator {
                 protocol_type: "consumer".into(),
                 protocol: String::new(),
                 members: Vec::new(),
+                is_consumer_group: false,
             }),
             None => None,
         }
@@ -538,9 +663,14 @@ impl GroupCoordinator {
     pub fn delete_group(&self, group_id: &str) -> i16 {
         let mut inner = self.inner.lock();
         let has_offsets = inner.offsets.contains_key(group_id);
+        let consumer_group = inner.consumer_groups.get(group_id);
+        if consumer_group.is_some_and(|g| !g.is_empty()) {
+            return ResponseError::NonEmptyGroup.code();
+        }
+        let known = consumer_group.is_some();
         match inner.groups.get(group_id) {
             Some(g) if !g.is_empty() => return ResponseError::NonEmptyGroup.code(),
-            None if !has_offsets => return ResponseError::GroupIdNotFound.code(),
+            None if !has_offsets && !known => return ResponseError::GroupIdNotFound.code(),
             _ => {}
         }
         let tombstones: Vec<(TopicPartition, Option<CommittedOffset>)> = inner
@@ -553,6 +683,7 @@ impl GroupCoordinator {
         }
         inner.offsets.remove(group_id);
         inner.groups.remove(group_id);
+        inner.consumer_groups.remove(group_id);
         0
     }
 
@@ -568,7 +699,11 @@ impl GroupCoordinator {
         let active = inner
             .groups
             .get(group_id)
-            .is_some_and(|g| !g.members.is_empty());
+            .is_some_and(|g| !g.members.is_empty())
+            || inner
+                .consumer_groups
+                .get(group_id)
+                .is_some_and(|g| !g.is_empty());
         if !has_offsets && !active {
             return Err(ResponseError::GroupIdNotFound.code());
         }
