@@ -213,6 +213,14 @@ async fn bad_heartbeats_get_an_error_and_a_reason() -> TestResult {
         r.error_code, 42,
         "INVALID_REQUEST: v1 members name themselves"
     );
+    // Refused first heartbeats leave no group behind.
+    let d = c
+        .send(
+            ConsumerGroupDescribeRequest::default().with_group_ids(vec![GroupId(s(&g))]),
+            0,
+        )
+        .await?;
+    assert_eq!(d.groups[0].error_code, 69, "GROUP_ID_NOT_FOUND");
     // Version 0: the broker names the member.
     let r = c.send(join(&g, "", "t"), 0).await?;
     assert_eq!(r.error_code, 0);

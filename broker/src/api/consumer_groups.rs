@@ -42,7 +42,7 @@ pub fn heartbeat(
     let group = req.group_id.0.to_string();
     if group.is_empty() {
         return refused(Refusal(
-            KafkaError::InvalidGroupId,
+            KafkaError::InvalidRequest,
             "GroupId can't be empty.".into(),
         ));
     }

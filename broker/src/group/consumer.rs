@@ -67,6 +67,8 @@ pub struct Member {
     pub server_assignor: Option<String>,
     pub subscribed_names: BTreeSet<String>,
     pub subscribed_regex: Option<String>,
+    /// `subscribed_regex` compiled to match whole topic names.
+    regex: Option<Regex>,
     /// What the member owns (as far as the coordinator told it).
     pub assigned: Assignment,
     /// Partitions it was told to give up and has not yet reported gone.
@@ -78,20 +80,22 @@ pub struct Member {
 impl Member {
     /// The topic names this member subscribes to, resolved against the existing topics.
     fn subscribed_topics<'a>(&self, topics: &'a Topics) -> BTreeSet<&'a str> {
-        let regex = self
-            .subscribed_regex
-            .as_deref()
-            .and_then(|r| Regex::new(&format!("^(?:{r})$")).ok());
+        let regex = self.regex.as_ref();
         topics
             .keys()
             .filter(|name| {
                 self.subscribed_names.contains(name.as_str())
-                    || regex
-                        .as_ref()
-                        .is_some_and(|re| !name.starts_with("__") && re.is_match(name))
+                    || regex.is_some_and(|re| !name.starts_with("__") && re.is_match(name))
             })
             .map(|s| s.as_str())
             .collect()
+    }
+
+    fn set_regex(&mut self, r: Option<String>) {
+        self.regex = r
+            .as_deref()
+            .and_then(|r| Regex::new(&format!("^(?:{r})$")).ok());
+        self.subscribed_regex = r;
     }
 
     fn owns(&self, topic: &Uuid, partition: i32) -> bool {
@@ -244,9 +248,10 @@ impl ConsumerGroup {
         if hb.member_epoch == STATIC_LEAVE_EPOCH && hb.instance_id.is_none() {
             return refuse(ResponseError::InvalidRequest, "InstanceId can't be null.");
         }
+        let mut new_member = false;
         match hb.member_epoch {
             LEAVE_EPOCH | STATIC_LEAVE_EPOCH => return self.leave(&hb, now),
-            0 => self.join(&hb, limits, now)?,
+            0 => new_member = self.join(&hb, limits, now)?,
             e if e > 0 => self.check_epoch(&hb)?,
             e => {
                 return refuse(
@@ -273,8 +278,10 @@ impl ConsumerGroup {
             if hb.rack_id.is_some() {
                 m.rack_id = hb.rack_id.clone();
             }
-            if let Some(a) = &hb.server_assignor {
-                m.server_assignor = Some(a.clone());
+            if hb.server_assignor.is_some() && hb.server_assignor != m.server_assignor {
+                // Another assignor may change the target: a new epoch computes it.
+                m.server_assignor = hb.server_assignor.clone();
+                bump = true;
             }
             if let Some(names) = &hb.subscribed_names {
                 let names: BTreeSet<String> = names.iter().cloned().collect();
@@ -287,12 +294,12 @@ impl ConsumerGroup {
                 // An empty regex means none (librdkafka sends one in every full request).
                 let r = Some(r.clone()).filter(|r| !r.is_empty());
                 if r != m.subscribed_regex {
-                    m.subscribed_regex = r;
+                    m.set_regex(r);
                     bump = true;
                 }
             }
         }
-        if hb.member_epoch == 0 {
+        if new_member {
             bump = true;
         }
         // The subscribed topics' partitions changed (created, grown, deleted)?
@@ -320,7 +327,8 @@ impl ConsumerGroup {
         })
     }
 
-    fn join(&mut self, hb: &Heartbeat, limits: &Limits, now: Instant) -> Result<(), Refusal> {
+    /// Adds or resets the member of a join (epoch 0); true when it is a new member.
+    fn join(&mut self, hb: &Heartbeat, limits: &Limits, now: Instant) -> Result<bool, Refusal> {
         if hb.rebalance_timeout_ms == -1 {
             return refuse(
                 ResponseError::InvalidRequest,
@@ -348,7 +356,7 @@ impl ConsumerGroup {
             m.revocation_deadline = None;
             m.previous_epoch = m.epoch;
             m.epoch = 0;
-            return Ok(());
+            return Ok(false);
         }
         // A static member coming back replaces its earlier incarnation and keeps its partitions.
         let mut inherited = None;
@@ -395,21 +403,26 @@ impl ConsumerGroup {
             server_assignor: None,
             subscribed_names: BTreeSet::new(),
             subscribed_regex: None,
+            regex: None,
             assigned: Assignment::new(),
             revoking: Assignment::new(),
             session_deadline: now + limits.session_timeout,
             revocation_deadline: None,
         };
+        let inherited_none = inherited.is_none();
         if let Some((old, target)) = inherited {
             member.assigned = old.assigned;
             member.subscribed_names = old.subscribed_names;
-            member.subscribed_regex = old.subscribed_regex;
+            member.set_regex(old.subscribed_regex);
+            member.server_assignor = old.server_assignor;
+            member.epoch = old.previous_epoch;
             if let Some(t) = target {
                 self.target.insert(member.id.clone(), t);
             }
         }
+        let new = inherited_none;
         self.members.insert(member.id.clone(), member);
-        Ok(())
+        Ok(new)
     }
 
     fn check_epoch(&self, hb: &Heartbeat) -> Result<(), Refusal> {
@@ -429,8 +442,8 @@ impl ConsumerGroup {
             return refuse(
                 ResponseError::FencedMemberEpoch,
                 format!(
-                    "The consumer group member has a greater epoch ({}) than the one known by the group coordinator ({}). The member must abandon all its partitions and rejoin.",
-                    e, m.epoch
+                    "The consumer group member has epoch {e}, the group coordinator knows it at {}. The member must abandon all its partitions and rejoin.",
+                    m.epoch
                 ),
             );
         }
@@ -438,34 +451,52 @@ impl ConsumerGroup {
     }
 
     fn leave(&mut self, hb: &Heartbeat, now: Instant) -> Result<HeartbeatReply, Refusal> {
-        let id = match self.members.get(&hb.member_id) {
-            Some(m) => m.id.clone(),
-            None => {
-                // A static member may leave under a new member id.
-                match hb.instance_id.as_ref().and_then(|i| {
-                    self.members
-                        .values()
-                        .find(|m| m.instance_id.as_deref() == Some(i.as_str()))
-                }) {
+        let _ = now;
+        // A static member is found by its instance id, and only the current incarnation may
+        // leave: a late leave from an earlier one must not remove its successor.
+        let id = match &hb.instance_id {
+            Some(instance) => {
+                match self
+                    .members
+                    .values()
+                    .find(|m| m.instance_id.as_deref() == Some(instance.as_str()))
+                {
+                    Some(m) if m.id != hb.member_id => {
+                        return refuse(
+                            ResponseError::FencedInstanceId,
+                            format!(
+                                "Static member {} with instance id {instance} was replaced by {}.",
+                                hb.member_id, m.id
+                            ),
+                        )
+                    }
                     Some(m) => m.id.clone(),
                     None => {
                         return refuse(
                             ResponseError::UnknownMemberId,
-                            format!(
-                                "Member {} is not a member of group {}.",
-                                hb.member_id, self.id
-                            ),
+                            format!("Instance id {instance} is unknown in group {}.", self.id),
                         )
                     }
                 }
             }
+            None => match self.members.get(&hb.member_id) {
+                Some(m) => m.id.clone(),
+                None => {
+                    return refuse(
+                        ResponseError::UnknownMemberId,
+                        format!(
+                            "Member {} is not a member of group {}.",
+                            hb.member_id, self.id
+                        ),
+                    )
+                }
+            },
         };
         if hb.member_epoch == STATIC_LEAVE_EPOCH {
             // Its partitions wait for it (until its session times out): no rebalance.
             let m = self.members.get_mut(&id).expect("present");
             m.previous_epoch = m.epoch;
             m.epoch = STATIC_LEAVE_EPOCH;
-            let _ = now;
         } else {
             self.remove(&id);
         }
@@ -578,7 +609,10 @@ impl ConsumerGroup {
         }
         let m = &self.members[id];
         let revoke = minus(&m.assigned, &target);
-        if !is_empty(&revoke) {
+        // A member that no longer reports them (it rejoined, or let them go already) need not
+        // be asked: they are free at once.
+        let still_owned = owned.is_none_or(|o| !is_empty(&intersect(o, &revoke)));
+        if !is_empty(&revoke) && still_owned {
             let keep = intersect(&m.assigned, &target);
             let m = self.members.get_mut(id).expect("present");
             m.assigned = keep;
@@ -589,7 +623,7 @@ impl ConsumerGroup {
         }
         // Everything it keeps is in its target: it moves to the target epoch and gets the new
         // partitions no other member still holds.
-        let mut assigned = m.assigned.clone();
+        let mut assigned = intersect(&m.assigned, &target);
         let mut unreleased = false;
         for (t, ps) in &target {
             for p in ps {
@@ -690,8 +724,7 @@ pub fn assign_uniform(
     // owner of each partition, and partitions of each member
     let mut owner: BTreeMap<(Uuid, i32), String> = BTreeMap::new();
     let mut load: BTreeMap<&String, usize> = subscriptions.keys().map(|m| (m, 0)).collect();
-    // 1. keep previous owners that still subscribe, up to the fair share of the group
-    let quota = partitions.len().div_ceil(subscriptions.len().max(1));
+    // 1. keep previous owners that still subscribe (step 3 restores balance)
     for (name, id, p) in &partitions {
         let prev = previous
             .iter()
@@ -699,7 +732,7 @@ pub fn assign_uniform(
             .map(|(m, _)| m);
         if let Some(m) = prev {
             if let Some((key, l)) = load.iter_mut().find(|(k, _)| **k == m) {
-                if subscriptions[*key].contains(*name) && *l < quota {
+                if subscriptions[*key].contains(*name) {
                     *l += 1;
                     owner.insert((*id, *p), m.clone());
                 }
@@ -808,6 +841,9 @@ mod tests {
         id: String,
         epoch: i32,
         owned: Assignment,
+        /// After an error or a lost response, clients send a full request (with their
+        /// subscription and rebalance timeout), which always gets the assignment back.
+        full: bool,
     }
 
     impl Client {
@@ -831,6 +867,7 @@ mod tests {
             id: id.into(),
             epoch: r.member_epoch,
             owned: r.assignment.expect("a join gets an assignment"),
+            full: false,
         }
     }
 
@@ -997,6 +1034,7 @@ mod tests {
             id: "a".into(),
             epoch: r.member_epoch,
             owned: r.assignment.unwrap(),
+            full: false,
         };
         assert_eq!(count(&a.owned), 2);
         t.get_mut("orders").unwrap().1 = 4;
@@ -1049,6 +1087,7 @@ mod tests {
             id: "a1".into(),
             epoch: 1,
             owned: Assignment::new(),
+            full: false,
         };
         a.owned = g.members["a1"].assigned.clone();
         for _ in 0..3 {
@@ -1065,7 +1104,16 @@ mod tests {
         hb.instance_id = Some("pod-0".into());
         let r = g.heartbeat(hb, &t, &limits(), now).unwrap();
         assert_eq!(r.assignment.unwrap(), kept);
-        assert_eq!(g.epoch, epoch + 1);
+        assert_eq!(r.member_epoch, a.epoch, "it carries on at its epoch");
+        assert_eq!(g.epoch, epoch, "no rebalance");
+        // A late leave from the old incarnation does not remove the new one.
+        let mut late = beat("a1", LEAVE_EPOCH, &kept);
+        late.instance_id = Some("pod-0".into());
+        assert_eq!(
+            g.heartbeat(late, &t, &limits(), now).unwrap_err().0,
+            ResponseError::FencedInstanceId
+        );
+        assert!(g.members.contains_key("a2"));
         // Another instance with the same id while it is active is refused.
         let mut hb = join("a3", &["orders"]);
         hb.instance_id = Some("pod-0".into());
@@ -1073,6 +1121,179 @@ mod tests {
             g.heartbeat(hb, &t, &limits(), now).unwrap_err().0,
             ResponseError::UnreleasedInstanceId
         );
+    }
+
+    #[test]
+    fn a_static_member_whose_target_changed_while_away_is_not_asked_to_revoke() {
+        let t = topics(&[("orders", 6)]);
+        let mut g = ConsumerGroup::new("g");
+        let now = Instant::now();
+        let mut hb = join("a1", &["orders"]);
+        hb.instance_id = Some("pod-0".into());
+        hb.server_assignor = Some("range".into());
+        let r = g.heartbeat(hb, &t, &limits(), now).unwrap();
+        assert_eq!(count(r.assignment.as_ref().unwrap()), 6);
+        let mut leave = beat("a1", STATIC_LEAVE_EPOCH, r.assignment.as_ref().unwrap());
+        leave.instance_id = Some("pod-0".into());
+        g.heartbeat(leave, &t, &limits(), now).unwrap();
+        // Someone joins meanwhile: the target of the absent member shrinks.
+        let mut b = joined(&mut g, "b", &["orders"], &t, now);
+        // It comes back owning nothing (a join reports no partitions).
+        let mut hb = join("a2", &["orders"]);
+        hb.instance_id = Some("pod-0".into());
+        let r = g.heartbeat(hb, &t, &limits(), now).unwrap();
+        assert!(r.member_epoch > 0, "never epoch 0 in a reply");
+        let mut a = Client {
+            id: "a2".into(),
+            epoch: r.member_epoch,
+            owned: r.assignment.unwrap(),
+            full: false,
+        };
+        for _ in 0..3 {
+            a.beat(&mut g, &t, now);
+            b.beat(&mut g, &t, now);
+        }
+        assert_eq!((count(&a.owned), count(&b.owned)), (3, 3));
+        no_partition_owned_twice(&[&a, &b]);
+    }
+
+    #[test]
+    fn uniform_keeps_partitions_when_an_unrelated_member_joins() {
+        let t = topics(&[("x", 2), ("z", 20)]);
+        let subs: BTreeMap<String, BTreeSet<String>> = [("a", "z"), ("b", "z"), ("c", "x")]
+            .iter()
+            .map(|(m, topic)| (m.to_string(), [topic.to_string()].into()))
+            .collect();
+        let before = assign_uniform(&subs, &t, &BTreeMap::new());
+        let mut more = subs.clone();
+        more.insert("d".into(), ["x".to_string()].into());
+        let after = assign_uniform(&more, &t, &before);
+        assert_eq!(after["a"], before["a"]);
+        assert_eq!(after["b"], before["b"]);
+        assert_eq!((count(&after["c"]), count(&after["d"])), (1, 1));
+    }
+
+    /// One heartbeat of a well-behaved client: it takes what it is told, joins again under its
+    /// id when fenced (after lost responses), and is gone when the group forgot it.
+    fn drive(g: &mut ConsumerGroup, c: &mut Client, t: &Topics, now: Instant) -> bool {
+        let mut hb = beat(&c.id, c.epoch, &c.owned);
+        if std::mem::take(&mut c.full) {
+            hb.rebalance_timeout_ms = 30_000;
+            hb.subscribed_names = Some(g.members[&c.id].subscribed_names.iter().cloned().collect());
+        }
+        match g.heartbeat(hb, t, &limits(), now) {
+            Ok(r) => {
+                assert!(r.member_epoch > 0, "epoch 0 in a reply");
+                c.epoch = r.member_epoch;
+                if let Some(a) = r.assignment {
+                    c.owned = a;
+                }
+                true
+            }
+            Err(Refusal(ResponseError::UnknownMemberId, _)) => false,
+            Err(Refusal(ResponseError::FencedMemberEpoch, _)) => {
+                let subs: Vec<String> = g.members[&c.id].subscribed_names.iter().cloned().collect();
+                let subs: Vec<&str> = subs.iter().map(|s| s.as_str()).collect();
+                let r = g.heartbeat(join(&c.id, &subs), t, &limits(), now).unwrap();
+                assert!(r.member_epoch > 0);
+                c.epoch = r.member_epoch;
+                c.owned = r.assignment.unwrap();
+                true
+            }
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+
+    /// Random joins, leaves, lost responses, expiries and topic growth: no two live members
+    /// ever own one partition, no reply carries epoch 0, and a quiet group converges.
+    #[test]
+    fn random_histories_never_hand_out_a_partition_twice() {
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        let mut rand = move |n: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % n as u64) as usize
+        };
+        for round in 0..200 {
+            let mut t = topics(&[("orders", 3), ("payments", 5)]);
+            let mut g = ConsumerGroup::new("g");
+            let start = Instant::now();
+            let mut now = start;
+            let mut clients: Vec<Client> = Vec::new();
+            let mut next_id = 0;
+            let assignor = ["uniform", "range"][round % 2];
+            for _ in 0..150 {
+                match rand(10) {
+                    0 if clients.len() < 5 => {
+                        next_id += 1;
+                        let id = format!("m{next_id}");
+                        let subs: &[&str] =
+                            [&["orders"][..], &["payments"], &["orders", "payments"]][rand(3)];
+                        let mut hb = join(&id, subs);
+                        hb.server_assignor = Some(assignor.into());
+                        let r = g.heartbeat(hb, &t, &limits(), now).unwrap();
+                        assert!(r.member_epoch > 0);
+                        clients.push(Client {
+                            id,
+                            epoch: r.member_epoch,
+                            owned: r.assignment.unwrap(),
+                            full: false,
+                        });
+                    }
+                    1 if !clients.is_empty() => {
+                        let c = clients.remove(rand(clients.len()));
+                        let mut hb = beat(&c.id, LEAVE_EPOCH, &c.owned);
+                        hb.owned = None;
+                        g.heartbeat(hb, &t, &limits(), now).unwrap();
+                    }
+                    2 if !clients.is_empty() => {
+                        // A heartbeat whose response is lost.
+                        let i = rand(clients.len());
+                        let c = &mut clients[i];
+                        let _ = g.heartbeat(beat(&c.id, c.epoch, &c.owned), &t, &limits(), now);
+                        c.full = true;
+                    }
+                    3 => {
+                        now += Duration::from_secs(rand(40) as u64);
+                        g.tick(now);
+                        clients.retain(|c| g.members.contains_key(&c.id));
+                    }
+                    4 => {
+                        t.get_mut("payments").unwrap().1 += 1;
+                    }
+                    _ if !clients.is_empty() => {
+                        let i = rand(clients.len());
+                        if !drive(&mut g, &mut clients[i], &t, now) {
+                            clients.remove(i);
+                        }
+                    }
+                    _ => {}
+                }
+                no_partition_owned_twice(&clients.iter().collect::<Vec<_>>());
+            }
+            // Quiet: everyone heartbeats a few times and the group is stable, every partition
+            // of a subscribed topic owned.
+            for _ in 0..4 {
+                clients.retain_mut(|c| drive(&mut g, c, &t, now));
+            }
+            if !clients.is_empty() {
+                assert_eq!(
+                    g.state_name(),
+                    "Stable",
+                    "round {round}: epoch {} target {:?} members {:#?}",
+                    g.epoch,
+                    g.target,
+                    g.members
+                        .values()
+                        .map(|m| (&m.id, m.epoch, m.state, &m.assigned, &m.revoking))
+                        .collect::<Vec<_>>()
+                );
+                let owned: usize = clients.iter().map(|c| count(&c.owned)).sum();
+                let subscribed: i32 = g.subscribed.values().map(|(_, n)| n).sum();
+                assert_eq!(owned, subscribed as usize, "round {round}");
+            }
+        }
     }
 
     #[test]

@@ -487,6 +487,10 @@ impl GroupCoordinator {
         let r = group.heartbeat(hb, topics, &self.consumer_limits, Instant::now());
         tracing::debug!(group = group_id, %member, epoch, result = ?r,
             group_epoch = group.epoch, state = group.state_name(), "consumer heartbeat");
+        if group.is_empty() && group.epoch == 0 {
+            // A refused first heartbeat leaves no group behind.
+            inner.consumer_groups.remove(group_id);
+        }
         r
     }
 
@@ -522,19 +526,15 @@ impl GroupCoordinator {
         offsets: Vec<(TopicPartition, CommittedOffset)>,
     ) -> i16 {
         let mut inner = self.inner.lock();
-        if let Some(g) = inner
-            .consumer_groups
-            .get(group_id)
-            .filter(|g| !g.is_empty())
-        {
-            if generation < 0 && member_id.is_empty() {
+        if let Some(g) = inner.consumer_groups.get(group_id) {
+            if g.is_empty() && generation < 0 {
+                // Admin commits (kafka-consumer-groups --reset-offsets) to an empty group.
+            } else if let Some(m) = g.members.get(member_id) {
+                if generation != m.epoch {
+                    return ResponseError::StaleMemberEpoch.code();
+                }
+            } else {
                 return ResponseError::UnknownMemberId.code();
-            }
-            let Some(m) = g.members.get(member_id) else {
-                return ResponseError::UnknownMemberId.code();
-            };
-            if generation != m.epoch {
-                return ResponseError::StaleMemberEpoch.code();
             }
         } else if let Some(g) = inner.groups.get(group_id) {
             if generation < 0 && member_id.is_empty() {
