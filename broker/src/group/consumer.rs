@@ -69,6 +69,11 @@ pub struct Member {
     pub subscribed_regex: Option<String>,
     /// `subscribed_regex` compiled to match whole topic names.
     regex: Option<Regex>,
+    /// The topics the regex matched when it was last resolved. As in Kafka, a new regex is
+    /// resolved after the heartbeat that brought it (clients see the literal topics first and
+    /// the matched ones on a later heartbeat), and again whenever topics come or go.
+    regex_topics: BTreeSet<String>,
+    regex_pending: bool,
     /// What the member owns (as far as the coordinator told it).
     pub assigned: Assignment,
     /// Partitions it was told to give up and has not yet reported gone.
@@ -80,12 +85,11 @@ pub struct Member {
 impl Member {
     /// The topic names this member subscribes to, resolved against the existing topics.
     fn subscribed_topics<'a>(&self, topics: &'a Topics) -> BTreeSet<&'a str> {
-        let regex = self.regex.as_ref();
         topics
             .keys()
             .filter(|name| {
                 self.subscribed_names.contains(name.as_str())
-                    || regex.is_some_and(|re| !name.starts_with("__") && re.is_match(name))
+                    || self.regex_topics.contains(name.as_str())
             })
             .map(|s| s.as_str())
             .collect()
@@ -96,6 +100,20 @@ impl Member {
             .as_deref()
             .and_then(|r| Regex::new(&format!("^(?:{r})$")).ok());
         self.subscribed_regex = r;
+        self.regex_topics.clear();
+        self.regex_pending = self.regex.is_some();
+    }
+
+    fn resolve_regex(&mut self, topics: &Topics) {
+        self.regex_pending = false;
+        self.regex_topics = match &self.regex {
+            Some(re) => topics
+                .keys()
+                .filter(|n| !n.starts_with("__") && re.is_match(n))
+                .cloned()
+                .collect(),
+            None => BTreeSet::new(),
+        };
     }
 
     fn owns(&self, topic: &Uuid, partition: i32) -> bool {
@@ -153,6 +171,8 @@ pub struct ConsumerGroup {
     pub target: BTreeMap<String, Assignment>,
     /// The subscribed topics' metadata as of the last epoch bump.
     subscribed: Topics,
+    /// The topic names regexes were last resolved against.
+    resolved_against: BTreeSet<String>,
     pub assignor: String,
 }
 
@@ -261,6 +281,7 @@ impl ConsumerGroup {
             }
         }
         let member_id = hb.member_id.clone();
+        self.resolve_regexes(topics);
         let full_request = hb.rebalance_timeout_ms != -1
             && (hb.subscribed_names.is_some() || hb.subscribed_regex.is_some())
             && hb.owned.is_some();
@@ -325,6 +346,19 @@ impl ConsumerGroup {
             assignment: (hb.member_epoch == 0 || full_request || changed)
                 .then(|| m.assigned.clone()),
         })
+    }
+
+    /// Resolves new regexes (from earlier heartbeats), and every regex when topics changed.
+    fn resolve_regexes(&mut self, topics: &Topics) {
+        let changed = !topics.keys().eq(self.resolved_against.iter());
+        if changed {
+            self.resolved_against = topics.keys().cloned().collect();
+        }
+        for m in self.members.values_mut() {
+            if m.regex_pending || (changed && m.regex.is_some()) {
+                m.resolve_regex(topics);
+            }
+        }
     }
 
     /// Adds or resets the member of a join (epoch 0); true when it is a new member.
@@ -404,6 +438,8 @@ impl ConsumerGroup {
             subscribed_names: BTreeSet::new(),
             subscribed_regex: None,
             regex: None,
+            regex_topics: BTreeSet::new(),
+            regex_pending: false,
             assigned: Assignment::new(),
             revoking: Assignment::new(),
             session_deadline: now + limits.session_timeout,
@@ -414,6 +450,8 @@ impl ConsumerGroup {
             member.assigned = old.assigned;
             member.subscribed_names = old.subscribed_names;
             member.set_regex(old.subscribed_regex);
+            member.regex_topics = old.regex_topics;
+            member.regex_pending = old.regex_pending;
             member.server_assignor = old.server_assignor;
             member.epoch = old.previous_epoch;
             if let Some(t) = target {
@@ -1023,11 +1061,12 @@ mod tests {
 
     #[test]
     fn new_partitions_and_new_topics_matching_a_regex_are_assigned() {
-        let mut t = topics(&[("orders", 2)]);
+        let mut t = topics(&[("orders", 2), ("payments", 1)]);
         let mut g = ConsumerGroup::new("g");
         let now = Instant::now();
-        let mut hb = join("a", &[]);
-        hb.subscribed_names = None;
+        // Literal topics are assigned at once; a new regex is resolved after the heartbeat
+        // that brought it, as Kafka does (librdkafka's 0045 test expects exactly this).
+        let mut hb = join("a", &["payments"]);
         hb.subscribed_regex = Some("ord.*".into());
         let r = g.heartbeat(hb, &t, &limits(), now).unwrap();
         let mut a = Client {
@@ -1036,13 +1075,15 @@ mod tests {
             owned: r.assignment.unwrap(),
             full: false,
         };
-        assert_eq!(count(&a.owned), 2);
+        assert_eq!(count(&a.owned), 1);
+        a.beat(&mut g, &t, now);
+        assert_eq!(count(&a.owned), 3);
         t.get_mut("orders").unwrap().1 = 4;
         t.insert("orders-eu".into(), (Uuid::from_u128(99), 3));
-        t.insert("payments".into(), (Uuid::from_u128(98), 3));
+        t.insert("other".into(), (Uuid::from_u128(98), 3));
         a.beat(&mut g, &t, now);
-        assert_eq!(count(&a.owned), 7);
-        assert_eq!(a.epoch, 2);
+        assert_eq!(count(&a.owned), 8);
+        assert_eq!(a.epoch, 3);
     }
 
     #[test]
