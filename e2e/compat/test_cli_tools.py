@@ -64,22 +64,27 @@ def describe_topic(kafka_bin: Path, bootstrap: str, topic: str) -> tuple[dict, d
     return header, partitions
 
 
-def group_table(kafka_bin: Path, bootstrap: str, group: str) -> dict[tuple[str, int], dict]:
-    """`kafka-consumer-groups --describe` as {(topic, partition): row}."""
+def describe_rows(kafka_bin: Path, bootstrap: str, group: str, *flags: str) -> list[dict]:
+    """The rows of a `kafka-consumer-groups --describe --group G <flags>` table."""
     out = run(kafka_bin, "kafka-consumer-groups.sh", "--bootstrap-server", bootstrap,
-              "--describe", "--group", group)
-    rows, columns = {}, None
+              "--describe", "--group", group, *flags)
+    rows, columns = [], None
     for line in output_lines(out):
         cells = line.split()
         if cells[0] == "GROUP":
             columns = cells
         elif columns and cells[0] == group:
             assert len(cells) == len(columns), f"unexpected row {line!r} for {columns}"
-            row = dict(zip(columns, cells))
-            rows[(row["TOPIC"], int(row["PARTITION"]))] = row
-    assert columns == ["GROUP", "TOPIC", "PARTITION", "CURRENT-OFFSET", "LOG-END-OFFSET", "LAG",
-                       "CONSUMER-ID", "HOST", "CLIENT-ID"], out.stdout
+            rows.append(dict(zip(columns, cells)))
     return rows
+
+
+def group_table(kafka_bin: Path, bootstrap: str, group: str) -> dict[tuple[str, int], dict]:
+    """`kafka-consumer-groups --describe` as {(topic, partition): row}."""
+    rows = describe_rows(kafka_bin, bootstrap, group)
+    assert all(list(r) == ["GROUP", "TOPIC", "PARTITION", "CURRENT-OFFSET", "LOG-END-OFFSET",
+                           "LAG", "CONSUMER-ID", "HOST", "CLIENT-ID"] for r in rows), rows
+    return {(r["TOPIC"], int(r["PARTITION"])): r for r in rows}
 
 
 def test_topic_create_list_describe_alter_delete(broker, kafka_bin):
@@ -248,21 +253,6 @@ def test_consumer_groups_describe_lag_and_reset_offsets(broker, kafka_bin):
         stop.set()
         poller.join(10)
         consumer.close()
-
-
-def describe_rows(kafka_bin: Path, bootstrap: str, group: str, *flags: str) -> list[dict]:
-    """The rows of a `kafka-consumer-groups --describe --group G <flags>` table."""
-    out = run(kafka_bin, "kafka-consumer-groups.sh", "--bootstrap-server", bootstrap,
-              "--describe", "--group", group, *flags)
-    rows, columns = [], None
-    for line in output_lines(out):
-        cells = line.split()
-        if cells[0] == "GROUP":
-            columns = cells
-        elif columns and cells[0] == group:
-            assert len(cells) == len(columns), f"unexpected row {line!r} for {columns}"
-            rows.append(dict(zip(columns, cells)))
-    return rows
 
 
 def test_java_consumers_with_the_consumer_group_protocol(broker, kafka_bin, tmp_path):
