@@ -88,6 +88,7 @@ pub const BROKER_KEYS: &[KeyDef] = &[
     key("compression.type", Str, Some("producer")),
     key("message.max.bytes", Int, Some("1048588")),
     key("socket.request.max.bytes", Int, Some("104857600")),
+    key("connections.max.idle.ms", Long, Some("600000")),
     key("offsets.topic.num.partitions", Int, Some("50")),
     key("offsets.topic.replication.factor", Int, Some("1")),
     key("offsets.retention.minutes", Int, Some("10080")),
@@ -262,6 +263,8 @@ pub struct BrokerConfig {
     pub auto_create_topics_enable: bool,
     pub retention_check_interval_ms: u64,
     pub socket_request_max_bytes: usize,
+    /// A connection with no request for this long is closed (Kafka's default: 10 minutes).
+    pub connections_max_idle_ms: u64,
     pub offsets_topic_num_partitions: i32,
     pub offsets_retention_ms: i64,
     pub group_initial_rebalance_delay_ms: u64,
@@ -445,6 +448,7 @@ impl BrokerConfig {
             auto_create_topics_enable: get("auto.create.topics.enable").as_deref() == Some("true"),
             retention_check_interval_ms: positive("log.retention.check.interval.ms", 1)? as u64,
             socket_request_max_bytes: positive("socket.request.max.bytes", 1024)? as usize,
+            connections_max_idle_ms: positive("connections.max.idle.ms", 1)? as u64,
             offsets_topic_num_partitions: positive("offsets.topic.num.partitions", 1)? as i32,
             offsets_retention_ms: positive("offsets.retention.minutes", 1)? * 60_000,
             group_initial_rebalance_delay_ms: positive("group.initial.rebalance.delay.ms", 0)?

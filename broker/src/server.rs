@@ -11,8 +11,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::BytesMut;
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter, Interest};
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader, BufWriter, Interest};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
@@ -173,21 +173,20 @@ async fn serve_connection(stream: TcpStream, peer: SocketAddr, broker: Arc<Broke
     let mut writer = BufWriter::with_capacity(64 * 1024, wr);
     let conn = Connection { peer };
     let max = broker.config.socket_request_max_bytes;
+    let idle = Duration::from_millis(broker.config.connections_max_idle_ms);
     loop {
-        let len = match reader.read_i32().await {
-            Ok(n) => n,
-            Err(_) => return, // Closed by the client.
+        // Between requests the connection is idle; so is a client that sends part of a request
+        // and stops. Either way it is closed after `connections.max.idle.ms`, as Kafka does, and
+        // whatever it held (segment files of a deleted topic) is released.
+        let frame = match tokio::time::timeout(idle, read_frame(&mut reader, max)).await {
+            Ok(Some(frame)) => frame,
+            Ok(None) => return,
+            Err(_) => {
+                tracing::debug!(idle_ms = idle.as_millis() as u64, "closing idle connection");
+                return;
+            }
         };
-        if len < 0 || len as usize > max {
-            tracing::warn!(len, max, "closing connection: request size out of bounds");
-            return;
-        }
-        let mut frame = BytesMut::zeroed(len as usize);
-        if let Err(e) = reader.read_exact(&mut frame).await {
-            tracing::debug!(error = %e, "connection closed mid-request");
-            return;
-        }
-        match api::handle(&broker, frame.freeze(), &conn).await {
+        match api::handle(&broker, frame, &conn).await {
             Ok(Some(response)) => {
                 if let Err(e) = write_response(&mut writer, &response).await {
                     tracing::debug!(error = %e, "connection closed while writing a response");
@@ -202,6 +201,22 @@ async fn serve_connection(stream: TcpStream, peer: SocketAddr, broker: Arc<Broke
             }
         }
     }
+}
+
+/// Reads one size-prefixed request; `None` when the client closed the connection or sent a
+/// size out of bounds (checked before anything is allocated).
+async fn read_frame<R: AsyncRead + Unpin>(reader: &mut R, max: usize) -> Option<Bytes> {
+    let len = reader.read_i32().await.ok()?;
+    if len < 0 || len as usize > max {
+        tracing::warn!(len, max, "closing connection: request size out of bounds");
+        return None;
+    }
+    let mut frame = BytesMut::zeroed(len as usize);
+    if let Err(e) = reader.read_exact(&mut frame).await {
+        tracing::debug!(error = %e, "connection closed mid-request");
+        return None;
+    }
+    Some(frame.freeze())
 }
 
 async fn write_response(

@@ -110,3 +110,37 @@ async fn pipelined_requests_are_answered_in_order() -> TestResult {
     }
     Ok(())
 }
+
+#[tokio::test]
+async fn idle_and_stalled_connections_are_closed_after_connections_max_idle_ms() -> TestResult {
+    let b = TestBroker::start(&["connections.max.idle.ms=300"]).await?;
+    let mut admin = b.client().await?;
+    let t = topic("idle");
+    create_topic(&mut admin, &t, 1, &[]).await?;
+
+    let mut idle = b.client().await?;
+    // Half a request, then nothing (a stalled or slow client).
+    let mut stalled = b.client().await?;
+    stalled.send_raw(&[0, 0, 0, 40, 0, 3]).await?;
+    // A long poll that outlasts the idle time is a request in progress, not idleness.
+    let mut polling = b.client().await?;
+    let r = polling.send(fetch_req(&t, 0, 0, 800, 1), 12).await?;
+    assert_eq!(r.error_code, 0);
+    // A client that keeps asking stays connected.
+    let mut busy = b.client().await?;
+    for _ in 0..8 {
+        busy.api_versions().await?;
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+
+    for (what, c) in [
+        ("an idle connection", &mut idle),
+        ("a stalled request", &mut stalled),
+    ] {
+        let frame = tokio::time::timeout(std::time::Duration::from_secs(5), c.read_frame()).await;
+        assert!(matches!(frame, Ok(Ok(None))), "{what} is closed");
+    }
+    let r = busy.send(MetadataRequest::default(), 12).await?;
+    assert_eq!(r.brokers.len(), 1);
+    Ok(())
+}
