@@ -31,6 +31,8 @@ pub const ASSIGNORS: [&str; 2] = ["uniform", "range"];
 
 /// Leave epochs of the heartbeat request.
 pub const LEAVE_EPOCH: i32 = -1;
+/// For a member that joins without a rebalance timeout: `max.poll.interval.ms`'s default.
+const DEFAULT_REBALANCE_TIMEOUT: Duration = Duration::from_secs(300);
 pub const STATIC_LEAVE_EPOCH: i32 = -2;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -363,19 +365,21 @@ impl ConsumerGroup {
 
     /// Adds or resets the member of a join (epoch 0); true when it is a new member.
     fn join(&mut self, hb: &Heartbeat, limits: &Limits, now: Instant) -> Result<bool, Refusal> {
-        if hb.rebalance_timeout_ms == -1 {
-            return refuse(
-                ResponseError::InvalidRequest,
-                "RebalanceTimeoutMs must be provided in first request.",
-            );
-        }
-        if hb.owned.as_ref().is_none_or(|o| !is_empty(o)) {
+        // Kafka refuses a join without RebalanceTimeoutMs or TopicPartitions. librdkafka 2.12
+        // sometimes sends one, when it leaves and subscribes again before its leave has
+        // settled (its own test 0045 does this), and then stops with a fatal error. A joining
+        // member owns nothing whatever it says, and the rebalance timeout has a default, so
+        // Fjord accepts those; it still needs a subscription.
+        if hb.owned.as_ref().is_some_and(|o| !is_empty(o)) {
             return refuse(
                 ResponseError::InvalidRequest,
                 "TopicPartitions must be empty when (re-)joining.",
             );
         }
-        if hb.subscribed_names.is_none() && hb.subscribed_regex.is_none() {
+        if hb.subscribed_names.is_none()
+            && hb.subscribed_regex.is_none()
+            && !self.members.contains_key(&hb.member_id)
+        {
             return refuse(
                 ResponseError::InvalidRequest,
                 "SubscribedTopicNames or SubscribedTopicRegex must be set in first request.",
@@ -433,7 +437,11 @@ impl ConsumerGroup {
             epoch: 0,
             previous_epoch: -1,
             state: MemberState::Stable,
-            rebalance_timeout: Duration::from_millis(hb.rebalance_timeout_ms.max(0) as u64),
+            rebalance_timeout: if hb.rebalance_timeout_ms > 0 {
+                Duration::from_millis(hb.rebalance_timeout_ms as u64)
+            } else {
+                DEFAULT_REBALANCE_TIMEOUT
+            },
             server_assignor: None,
             subscribed_names: BTreeSet::new(),
             subscribed_regex: None,
@@ -1056,7 +1064,28 @@ mod tests {
             g.heartbeat(hb, &t, &limits(), now).unwrap_err().0,
             ResponseError::InvalidRequest
         );
+        let mut hb = join("a", &["orders"]);
+        hb.owned = Some([(t["orders"].0, [0].into())].into());
+        assert_eq!(
+            g.heartbeat(hb, &t, &limits(), now).unwrap_err().0,
+            ResponseError::InvalidRequest,
+            "a joining member cannot own partitions"
+        );
         assert!(g.is_empty());
+    }
+
+    #[test]
+    fn a_join_without_rebalance_timeout_or_owned_partitions_is_accepted() {
+        // librdkafka 2.12 sends such a join when it subscribes again right after leaving.
+        let t = topics(&[("orders", 2)]);
+        let mut g = ConsumerGroup::new("g");
+        let now = Instant::now();
+        let mut hb = join("a", &["orders"]);
+        hb.rebalance_timeout_ms = -1;
+        hb.owned = None;
+        let r = g.heartbeat(hb, &t, &limits(), now).unwrap();
+        assert_eq!((r.member_epoch, count(&r.assignment.unwrap())), (1, 2));
+        assert_eq!(g.members["a"].rebalance_timeout, DEFAULT_REBALANCE_TIMEOUT);
     }
 
     #[test]
