@@ -112,10 +112,14 @@ def test_records_survive_a_pod_restart_on_the_claimed_volume(broker):
     kubectl("-n", broker, "delete", "pod", "fjord-0", "--wait=true", "--timeout=60s", timeout=70)
 
     def ready_again():
+        # The new pod's address comes from the same object that says it is ready: a separate
+        # read once returned an empty podIP right after the restart (CI, session 3).
         pod = kubectl_json("-n", broker, "get", "pod", "fjord-0")
         statuses = pod["status"].get("containerStatuses") or []
-        return pod["metadata"]["uid"] != old_uid and statuses and statuses[0]["ready"]
+        ip = pod["status"].get("podIP")
+        ready = pod["metadata"]["uid"] != old_uid and statuses and statuses[0]["ready"]
+        return ip if ready and ip else None
 
-    wait_until("fjord-0 to come back", ready_again, timeout=120)
-    after = consume(f"{pod_ip(broker, 'fjord-0')}:9092", topic, 5)
+    ip = wait_until("fjord-0 to come back", ready_again, timeout=120)
+    after = consume(f"{ip}:9092", topic, 5)
     assert after == before
