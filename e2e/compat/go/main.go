@@ -40,6 +40,24 @@ func emit(r *kgo.Record) {
 	fmt.Println(string(b))
 }
 
+// readN polls until n records arrived and prints them; fails on a fetch error or the timeout.
+func readN(ctx context.Context, cl *kgo.Client, n int) {
+	got := 0
+	for got < n {
+		fetches := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			fail("read %d of %d records before the timeout", got, n)
+		}
+		fetches.EachError(func(t string, p int32, err error) { fail("fetch %s-%d: %v", t, p, err) })
+		fetches.EachRecord(func(r *kgo.Record) {
+			if got < n {
+				emit(r)
+				got++
+			}
+		})
+	}
+}
+
 func codec(name string) kgo.CompressionCodec {
 	switch name {
 	case "none":
@@ -111,20 +129,7 @@ func main() {
 		if err != nil {
 			fail("%v", err)
 		}
-		got := 0
-		for got < *n {
-			fetches := cl.PollFetches(ctx)
-			if ctx.Err() != nil {
-				fail("consumed %d of %d records before the timeout", got, *n)
-			}
-			fetches.EachError(func(t string, p int32, err error) { fail("fetch %s-%d: %v", t, p, err) })
-			fetches.EachRecord(func(r *kgo.Record) {
-				if got < *n {
-					emit(r)
-					got++
-				}
-			})
-		}
+		readN(ctx, cl, *n)
 		if err := cl.CommitUncommittedOffsets(ctx); err != nil {
 			fail("commit: %v", err)
 		}
@@ -138,20 +143,7 @@ func main() {
 			fail("%v", err)
 		}
 		defer cl.Close()
-		got := 0
-		for got < *n {
-			fetches := cl.PollFetches(ctx)
-			if ctx.Err() != nil {
-				fail("fetched %d of %d records before the timeout", got, *n)
-			}
-			fetches.EachError(func(t string, p int32, err error) { fail("fetch %s-%d: %v", t, p, err) })
-			fetches.EachRecord(func(r *kgo.Record) {
-				if got < *n {
-					emit(r)
-					got++
-				}
-			})
-		}
+		readN(ctx, cl, *n)
 	default:
 		fail("unknown command %q", os.Args[1])
 	}
