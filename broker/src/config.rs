@@ -80,6 +80,12 @@ pub const BROKER_KEYS: &[KeyDef] = &[
     key("log.cleaner.min.compaction.lag.ms", Long, Some("0")),
     key("log.message.timestamp.type", Str, Some("CreateTime")),
     key(
+        "log.message.timestamp.before.max.ms",
+        Long,
+        Some("9223372036854775807"),
+    ),
+    key("log.message.timestamp.after.max.ms", Long, Some("3600000")),
+    key(
         "log.flush.interval.messages",
         Long,
         Some("9223372036854775807"),
@@ -160,6 +166,16 @@ pub const TOPIC_KEYS: &[(&str, ValueType, &str)] = &[
     ("segment.ms", Long, "log.roll.ms"),
     ("max.message.bytes", Int, "message.max.bytes"),
     ("message.timestamp.type", Str, "log.message.timestamp.type"),
+    (
+        "message.timestamp.before.max.ms",
+        Long,
+        "log.message.timestamp.before.max.ms",
+    ),
+    (
+        "message.timestamp.after.max.ms",
+        Long,
+        "log.message.timestamp.after.max.ms",
+    ),
     ("min.insync.replicas", Int, "min.insync.replicas"),
     ("index.interval.bytes", Int, "log.index.interval.bytes"),
     ("file.delete.delay.ms", Long, "log.segment.delete.delay.ms"),
@@ -613,6 +629,10 @@ pub struct TopicConfig {
     pub delete_retention_ms: i64,
     /// Batches younger than this are never compacted away.
     pub min_compaction_lag_ms: i64,
+    /// How far a CreateTime timestamp may lie before now (INVALID_TIMESTAMP past it).
+    pub timestamp_before_max_ms: i64,
+    /// How far a CreateTime timestamp may lie after now (one hour, as in Kafka 4).
+    pub timestamp_after_max_ms: i64,
 }
 
 impl TopicConfig {
@@ -631,6 +651,8 @@ impl TopicConfig {
             delete: lookup("cleanup.policy").is_none_or(|p| p.contains("delete")),
             delete_retention_ms: num("delete.retention.ms", 86_400_000),
             min_compaction_lag_ms: num("min.compaction.lag.ms", 0),
+            timestamp_before_max_ms: num("message.timestamp.before.max.ms", i64::MAX).max(0),
+            timestamp_after_max_ms: num("message.timestamp.after.max.ms", 3_600_000).max(0),
         }
     }
 }

@@ -87,6 +87,55 @@ pub fn supported(key: ApiKey) -> Option<VersionRange> {
     Some(r.intersect(&key.valid_versions()))
 }
 
+/// An empty request of every API Fjord serves, for tests and fuzz targets that start from a
+/// well-formed body and damage it.
+#[doc(hidden)]
+pub fn empty_request(key: ApiKey) -> Option<RequestKind> {
+    use RequestKind as Rq;
+    Some(match key {
+        ApiKey::Produce => Rq::Produce(Default::default()),
+        ApiKey::Fetch => Rq::Fetch(Default::default()),
+        ApiKey::ListOffsets => Rq::ListOffsets(Default::default()),
+        ApiKey::Metadata => Rq::Metadata(Default::default()),
+        ApiKey::OffsetCommit => Rq::OffsetCommit(Default::default()),
+        ApiKey::OffsetFetch => Rq::OffsetFetch(Default::default()),
+        ApiKey::FindCoordinator => Rq::FindCoordinator(Default::default()),
+        ApiKey::JoinGroup => Rq::JoinGroup(Default::default()),
+        ApiKey::Heartbeat => Rq::Heartbeat(Default::default()),
+        ApiKey::LeaveGroup => Rq::LeaveGroup(Default::default()),
+        ApiKey::SyncGroup => Rq::SyncGroup(Default::default()),
+        ApiKey::DescribeGroups => Rq::DescribeGroups(Default::default()),
+        ApiKey::ListGroups => Rq::ListGroups(Default::default()),
+        ApiKey::ApiVersions => Rq::ApiVersions(Default::default()),
+        ApiKey::CreateTopics => Rq::CreateTopics(Default::default()),
+        ApiKey::DeleteTopics => Rq::DeleteTopics(Default::default()),
+        ApiKey::DeleteRecords => Rq::DeleteRecords(Default::default()),
+        ApiKey::InitProducerId => Rq::InitProducerId(Default::default()),
+        ApiKey::DescribeConfigs => Rq::DescribeConfigs(Default::default()),
+        ApiKey::AlterConfigs => Rq::AlterConfigs(Default::default()),
+        ApiKey::DescribeLogDirs => Rq::DescribeLogDirs(Default::default()),
+        ApiKey::CreatePartitions => Rq::CreatePartitions(Default::default()),
+        ApiKey::DeleteGroups => Rq::DeleteGroups(Default::default()),
+        ApiKey::IncrementalAlterConfigs => Rq::IncrementalAlterConfigs(Default::default()),
+        ApiKey::OffsetDelete => Rq::OffsetDelete(Default::default()),
+        ApiKey::DescribeCluster => Rq::DescribeCluster(Default::default()),
+        ApiKey::AlterPartitionReassignments => Rq::AlterPartitionReassignments(Default::default()),
+        ApiKey::ListPartitionReassignments => Rq::ListPartitionReassignments(Default::default()),
+        ApiKey::ConsumerGroupHeartbeat => Rq::ConsumerGroupHeartbeat(Default::default()),
+        ApiKey::ConsumerGroupDescribe => Rq::ConsumerGroupDescribe(Default::default()),
+        _ => return None,
+    })
+}
+
+/// Every API Fjord serves.
+#[doc(hidden)]
+pub fn served_keys() -> Vec<ApiKey> {
+    (0..200i16)
+        .filter_map(|k| ApiKey::try_from(k).ok())
+        .filter(|k| supported(*k).is_some())
+        .collect()
+}
+
 fn api_name(key: ApiKey) -> String {
     format!("{key:?}")
 }
@@ -284,3 +333,52 @@ pub(crate) fn str_bytes(s: impl Into<String>) -> StrBytes {
 }
 
 pub(crate) use kafka_protocol::error::ResponseError as KafkaError;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every served API has an example request, so the hostile-input tests cover them all.
+    #[test]
+    fn every_served_api_has_an_empty_request() {
+        let keys = served_keys();
+        assert!(keys.len() >= 30, "{keys:?}");
+        for k in keys {
+            assert!(empty_request(k).is_some(), "{k:?}");
+        }
+    }
+
+    /// A 2^31-1 element count at any position of any served request, at any version, is an
+    /// error and not an allocation: kafka-protocol 0.18 reserved the claimed capacity up front
+    /// and the process aborted (see vendor/kafka-protocol/FJORD-PATCH.md).
+    #[test]
+    fn a_huge_claimed_count_anywhere_in_any_request_is_refused_without_allocating() {
+        let mut tried = 0;
+        for key in served_keys() {
+            let range = supported(key).expect("served");
+            for version in range.min..=range.max {
+                let mut body = BytesMut::new();
+                empty_request(key)
+                    .expect("served")
+                    .encode(&mut body, version)
+                    .expect("an empty request encodes");
+                let huge: [&[u8]; 2] = [
+                    &i32::MAX.to_be_bytes(),
+                    // Unsigned varint 0xffff_fffe: a compact array of 2^32-3 elements.
+                    &[0xfe, 0xff, 0xff, 0xff, 0x0f],
+                ];
+                for at in 0..=body.len() {
+                    for h in huge {
+                        let mut damaged = body[..at].to_vec();
+                        damaged.extend_from_slice(h);
+                        damaged.extend_from_slice(&body[(at + h.len()).min(body.len())..]);
+                        let mut b = Bytes::from(damaged);
+                        let _ = RequestKind::decode(key, &mut b, version);
+                        tried += 1;
+                    }
+                }
+            }
+        }
+        assert!(tried > 1000, "{tried}");
+    }
+}

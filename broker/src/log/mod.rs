@@ -8,6 +8,7 @@
 pub mod batch;
 pub mod compact;
 pub mod segment;
+pub mod validate;
 
 use std::fs;
 use std::path::{Path, PathBuf};

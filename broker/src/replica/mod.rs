@@ -16,7 +16,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::records::RecordBatchDecoder;
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::Notify;
 use uuid::Uuid;
@@ -24,6 +23,7 @@ use uuid::Uuid;
 use crate::config::{BrokerConfig, TopicConfig, TOPIC_KEYS};
 use crate::error::{Error, Result};
 use crate::log::batch::{validate_record_set, BatchError};
+use crate::log::validate::{check_batch, Invalid, Rules};
 use crate::log::{now_ms, FileSlice, PartitionLog, ReadResult};
 use crate::metadata::{MetadataImage, METADATA_DIR};
 use producer::{ProducerStateTable, SequenceCheck};
@@ -84,24 +84,16 @@ impl AppendOutcome {
     }
 }
 
-/// Indexes of records without a key: a compacted topic cannot hold them (Kafka refuses the
-/// batch with INVALID_RECORD). The only produce-path check that needs the records themselves,
-/// so compacted topics pay for decompression and others do not.
-fn records_without_key(records: &[u8]) -> std::result::Result<Vec<i32>, String> {
-    let mut buf = bytes::Bytes::copy_from_slice(records);
-    let sets = RecordBatchDecoder::decode_all(&mut buf).map_err(|e| e.to_string())?;
-    Ok(sets
-        .iter()
-        .flat_map(|s| s.records.iter())
-        .enumerate()
-        .filter(|(_, r)| r.key.is_none())
-        .map(|(i, _)| i as i32)
-        .collect())
+fn invalid(code: ResponseError, message: String, records: Vec<i32>) -> AppendOutcome {
+    let mut o = AppendOutcome::error(code);
+    o.message = Some(message);
+    o.record_errors = records;
+    o
 }
 
 impl Partition {
     /// Validates, checks idempotence, and appends. Data problems are error codes, storage
-    /// failures are `Err`.
+    /// failures are `Err`; either way the record set is appended whole or not at all.
     pub fn append(
         &self,
         records: &[u8],
@@ -124,35 +116,50 @@ impl Partition {
                 return Ok(AppendOutcome::error(ResponseError::CorruptMessage));
             }
         };
-        if st.log.config.compact {
-            match records_without_key(records) {
-                Ok(missing) if missing.is_empty() => {}
-                Ok(missing) => {
-                    let mut o = AppendOutcome::error(ResponseError::InvalidRecord);
-                    o.message = Some(format!(
-                        "Compacted topic cannot accept message without key in topic partition {}.",
-                        self.tp.dir_name()
-                    ));
-                    o.record_errors = missing;
-                    return Ok(o);
-                }
-                Err(why) => {
-                    tracing::warn!(partition = %self.tp.dir_name(), %why, "refusing an undecodable record set");
-                    return Ok(AppendOutcome::error(ResponseError::CorruptMessage));
-                }
-            }
-        }
-        // Idempotence is checked for every batch before any is written, so a request is
-        // appended whole or not at all.
-        let mut duplicate = None;
-        for (_, h) in &batches {
+        let now = now_ms();
+        let cfg = &st.log.config;
+        let rules = Rules {
+            now_ms: now,
+            create_time: !cfg.log_append_time,
+            timestamp_before_max_ms: cfg.timestamp_before_max_ms,
+            timestamp_after_max_ms: cfg.timestamp_after_max_ms,
+            compacted: cfg.compact,
+        };
+        let mut first_index = 0i32;
+        for (pos, h) in &batches {
             if h.is_transactional() {
                 return Ok(AppendOutcome::error(
                     ResponseError::TransactionalIdAuthorizationFailed,
                 ));
             }
-            match st.producers.check(h) {
-                SequenceCheck::Append => {}
+            let batch = &records[*pos..*pos + h.total_len()];
+            let refused = match check_batch(batch, h, &rules, first_index) {
+                Ok(()) => None,
+                Err(Invalid::Corrupt(why)) => {
+                    Some((ResponseError::CorruptMessage, why, Vec::new()))
+                }
+                Err(Invalid::Record { message, records }) => {
+                    Some((ResponseError::InvalidRecord, message, records))
+                }
+                Err(Invalid::Timestamp { message, records }) => {
+                    Some((ResponseError::InvalidTimestamp, message, records))
+                }
+            };
+            if let Some((code, why, bad)) = refused {
+                tracing::warn!(partition = %self.tp.dir_name(), error = ?code, %why, "refusing a record batch");
+                let why = format!("{why} (topic partition {})", self.tp.dir_name());
+                return Ok(invalid(code, why, bad));
+            }
+            first_index = first_index.saturating_add(h.records_count);
+        }
+        // Idempotence is checked for every batch before any is written, each against the state
+        // the batches before it in this request leave, so a request is appended whole or not
+        // at all.
+        let mut duplicate = None;
+        let mut pending = st.producers.scratch(batches.iter().map(|(_, h)| h));
+        for (_, h) in &batches {
+            match pending.check(h) {
+                SequenceCheck::Append => pending.record(h, -1),
                 SequenceCheck::Duplicate { base_offset } => {
                     if batches.len() == 1 {
                         duplicate = Some(base_offset);
@@ -173,7 +180,6 @@ impl Partition {
                 }
             }
         }
-        let now = now_ms();
         let log_append_time = if st.log.config.log_append_time {
             now
         } else {

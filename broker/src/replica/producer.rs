@@ -95,6 +95,18 @@ impl ProducerStateTable {
         }
     }
 
+    /// A copy of the state of the producers of `batches` alone, to check a request's batches
+    /// one after another before any is appended.
+    pub fn scratch<'a>(&self, batches: impl Iterator<Item = &'a BatchHeader>) -> Self {
+        let mut out = ProducerStateTable::default();
+        for h in batches {
+            if let Some(e) = self.producers.get(&h.producer_id) {
+                out.producers.insert(h.producer_id, e.clone());
+            }
+        }
+        out
+    }
+
     /// Records a batch that was appended at `base_offset` (also used to rebuild from the log).
     pub fn record(&mut self, h: &BatchHeader, base_offset: i64) {
         if !h.has_producer_id() || h.base_sequence < 0 {
