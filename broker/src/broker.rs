@@ -136,13 +136,16 @@ impl Broker {
             })
             .await?
             .map_err(|r| Error::Metadata(r.message))?;
-        broker.replicas.sync(&broker.metadata.image())?;
+        let image = broker.metadata.image();
+        let strays = broker.replicas.set_aside_strays(&image)?;
+        broker.replicas.sync(&image)?;
         let loaded = broker.groups.load()?;
         tracing::info!(
             cluster_id = %broker.cluster_id,
             node_id,
             clean_shutdown = clean,
             offsets = loaded,
+            stray_logs = strays,
             "broker started"
         );
         Ok(broker)

@@ -23,6 +23,19 @@ use crate::error::{Error, Result};
 
 const LOG_START_FILE: &str = "log-start-offset";
 
+/// What recovery may cut from the end of a segment that does not end with a whole, valid batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recovery {
+    /// Partition logs: everything from the first invalid batch on, as Kafka's log recovery
+    /// does (what was cut was never acknowledged with `acks=all` on a healthy disk).
+    TruncateInvalidTail,
+    /// The metadata log, the source of truth for everything else: only a torn last batch after
+    /// a crash (incomplete, zeros, or a last batch whose CRC fails), which was never
+    /// committed because its flush had not returned. Anything else, or any damage after a
+    /// clean shutdown, stops start-up with the file and position.
+    TornTailOnly,
+}
+
 #[derive(Debug)]
 pub struct PartitionLog {
     dir: PathBuf,
@@ -47,6 +60,16 @@ impl PartitionLog {
     /// Opens (or creates) the log in `dir`. `clean` says the broker shut down cleanly, in which
     /// case saved indexes are trusted; otherwise the active segment is verified.
     pub fn open(dir: &Path, config: TopicConfig, clean: bool) -> Result<Self> {
+        Self::open_with(dir, config, clean, Recovery::TruncateInvalidTail)
+    }
+
+    /// [`Self::open`] with a choice of what recovery may cut (see [`Recovery`]).
+    pub fn open_with(
+        dir: &Path,
+        config: TopicConfig,
+        clean: bool,
+        recovery: Recovery,
+    ) -> Result<Self> {
         fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         let entries: Vec<String> = fs::read_dir(dir)
             .map_err(|e| Error::io(dir, e))?
@@ -69,7 +92,13 @@ impl PartitionLog {
         let n = bases.len();
         for (i, base) in bases.into_iter().enumerate() {
             let last = i + 1 == n;
-            let seg = Segment::open(dir, base, last && !clean, config.index_interval_bytes)?;
+            let seg = Segment::open(
+                dir,
+                base,
+                last && !clean,
+                config.index_interval_bytes,
+                recovery,
+            )?;
             segments.push(seg);
         }
         // A later segment must start where the one before it ends; a gap means a lost file.
@@ -434,6 +463,7 @@ impl PartitionLog {
                 c.base_offset,
                 false,
                 self.config.index_interval_bytes,
+                Recovery::TruncateInvalidTail,
             )?;
             // Time retention of `compact,delete` topics goes by the original data's age.
             seg.max_timestamp = seg.max_timestamp.max(max_timestamp);

@@ -16,6 +16,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use bytes::{Bytes, BytesMut};
 
 use super::batch::{BatchHeader, HEADER_LEN, LOG_OVERHEAD};
+use super::Recovery;
 use crate::error::{Error, Result};
 
 pub fn now_ms() -> i64 {
@@ -106,7 +107,13 @@ impl Segment {
     /// Opens an existing segment. With `verify`, every batch's CRC is checked and the file is
     /// truncated after the last whole, valid batch (recovery after a crash). Without it, the
     /// saved indexes are used when they are consistent with the file.
-    pub fn open(dir: &Path, base_offset: i64, verify: bool, index_interval: u32) -> Result<Self> {
+    pub fn open(
+        dir: &Path,
+        base_offset: i64,
+        verify: bool,
+        index_interval: u32,
+        recovery: Recovery,
+    ) -> Result<Self> {
         let path = dir.join(file_name(base_offset, "log"));
         let file = OpenOptions::new()
             .read(true)
@@ -140,6 +147,9 @@ impl Segment {
             }
         }
         let scan = seg.scan(verify, index_interval)?;
+        if scan.valid_len < file_len && recovery == Recovery::TornTailOnly {
+            seg.check_torn_tail(verify, scan.valid_len, file_len)?;
+        }
         if scan.valid_len < file_len {
             tracing::warn!(
                 segment = %seg.path.display(),
@@ -159,6 +169,40 @@ impl Segment {
         seg.bytes_since_index = scan.bytes_since_index;
         seg.index_dirty = true;
         Ok(seg)
+    }
+
+    /// Under [`Recovery::TornTailOnly`]: the bytes from `valid` to the end must be what a
+    /// crash in the middle of the last append leaves, or the segment is corrupt.
+    fn check_torn_tail(&self, crashed: bool, valid: u64, file_len: u64) -> Result<()> {
+        let corrupt = |reason: String| Error::SegmentCorrupt {
+            path: self.path.clone(),
+            position: valid,
+            reason,
+        };
+        if !crashed {
+            return Err(corrupt(format!(
+                "{} bytes after the last valid batch, after a clean shutdown",
+                file_len - valid
+            )));
+        }
+        let mut tail = vec![0u8; (file_len - valid) as usize];
+        self.file
+            .read_exact_at(&mut tail, valid)
+            .map_err(|e| Error::io(&self.path, e))?;
+        let torn = match BatchHeader::parse(&tail) {
+            _ if tail.iter().all(|&b| b == 0) => true,
+            // Too short for a header, or a batch that runs past the end: an incomplete write.
+            None => true,
+            Some(h) => h.batch_length >= 0 && h.total_len() as u64 >= tail.len() as u64,
+        };
+        if torn {
+            Ok(())
+        } else {
+            Err(corrupt(format!(
+                "an invalid batch followed by {} more bytes: not a torn write",
+                file_len - valid
+            )))
+        }
     }
 
     fn index_paths(&self) -> (PathBuf, PathBuf, PathBuf) {

@@ -25,7 +25,7 @@ pub use image::{MetadataImage, MetadataRecord, ResourceType};
 use crate::config::TopicConfig;
 use crate::error::{Error, Result};
 use crate::log::batch::{build_batch, validate_record_set};
-use crate::log::{now_ms, PartitionLog};
+use crate::log::{now_ms, PartitionLog, Recovery};
 
 pub const METADATA_DIR: &str = "__cluster_metadata-0";
 
@@ -47,7 +47,12 @@ impl MetadataLog {
 
     /// Opens the log and returns every record in it, in order.
     pub fn open(log_dir: &Path, clean: bool) -> Result<(Self, Vec<MetadataRecord>)> {
-        let log = PartitionLog::open(&log_dir.join(METADATA_DIR), Self::topic_config(), clean)?;
+        let log = PartitionLog::open_with(
+            &log_dir.join(METADATA_DIR),
+            Self::topic_config(),
+            clean,
+            Recovery::TornTailOnly,
+        )?;
         let mut records = Vec::new();
         let mut offset = log.log_start_offset();
         let end = log.next_offset();
@@ -57,8 +62,12 @@ impl MetadataLog {
                 break;
             }
             let mut buf: Bytes = r.records;
-            let sets = RecordBatchDecoder::decode_all(&mut buf)
-                .map_err(|e| Error::Metadata(format!("undecodable batch at {offset}: {e}")))?;
+            let sets = RecordBatchDecoder::decode_all(&mut buf).map_err(|e| {
+                Error::Metadata(format!(
+                    "{}: undecodable batch at offset {offset}: {e}",
+                    log.dir().display()
+                ))
+            })?;
             for set in sets {
                 for rec in set.records {
                     offset = offset.max(rec.offset + 1);
@@ -67,7 +76,11 @@ impl MetadataLog {
                     }
                     let value = rec.value.unwrap_or_default();
                     let parsed: MetadataRecord = serde_json::from_slice(&value).map_err(|e| {
-                        Error::Metadata(format!("record at offset {}: {e}", rec.offset))
+                        Error::Metadata(format!(
+                            "{}: record at offset {}: {e}",
+                            log.dir().display(),
+                            rec.offset
+                        ))
                     })?;
                     records.push(parsed);
                 }

@@ -240,6 +240,10 @@ pub struct ReplicaManager {
     /// Woken on every append, for fetches waiting on `min.bytes`.
     pub data_arrived: Notify,
     clean_start: bool,
+    /// How many metadata records the last applied image held. Images are applied one at a
+    /// time and never an older one after a newer: an older image lacks what a newer one
+    /// created, and applying it would delete live partitions.
+    applied: Mutex<Option<u64>>,
 }
 
 const PARTITION_METADATA: &str = "partition.metadata";
@@ -262,6 +266,7 @@ impl ReplicaManager {
             partitions: RwLock::new(HashMap::new()),
             data_arrived: Notify::new(),
             clean_start,
+            applied: Mutex::new(None),
         })
     }
 
@@ -299,10 +304,9 @@ impl ReplicaManager {
         })
     }
 
-    /// Brings hosted partitions in line with the image: opens or creates logs for new
-    /// partitions, applies changed configs, and deletes the logs of deleted topics.
-    pub fn sync(&self, image: &MetadataImage) -> Result<()> {
-        let mut wanted: HashMap<TopicPartition, Uuid> = HashMap::new();
+    /// The partitions of this node in the image, with their topic ids.
+    fn wanted(&self, image: &MetadataImage) -> HashMap<TopicPartition, Uuid> {
+        let mut wanted = HashMap::new();
         for t in image.topics.values() {
             for (i, p) in t.partitions.iter().enumerate() {
                 if p.replicas.contains(&self.node_id) {
@@ -310,6 +314,67 @@ impl ReplicaManager {
                 }
             }
         }
+        wanted
+    }
+
+    /// Start-up, before any partition is opened: purges directories renamed for deletion, and
+    /// moves aside (`...-stray`, as Kafka does) every partition directory the image does not
+    /// list or that belongs to another incarnation of its topic. Stray data is never deleted
+    /// here: the metadata log may have lost its tail, and the data is the user's.
+    pub fn set_aside_strays(&self, image: &MetadataImage) -> Result<usize> {
+        let wanted = self.wanted(image);
+        let entries = fs::read_dir(&self.log_dir).map_err(|e| Error::io(&self.log_dir, e))?;
+        let mut strays = 0;
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().to_string();
+            if !e.path().is_dir() || name == METADATA_DIR || name.ends_with(STRAY_SUFFIX) {
+                continue;
+            }
+            if name.ends_with(DELETE_SUFFIX) {
+                if let Err(err) = fs::remove_dir_all(e.path()) {
+                    tracing::warn!(dir = %e.path().display(), error = %err, "could not purge a deleted partition");
+                }
+                continue;
+            }
+            let Some((topic, part)) = name.rsplit_once('-') else {
+                continue;
+            };
+            let Ok(part) = part.parse::<i32>() else {
+                continue;
+            };
+            let on_disk = read_topic_id(&e.path());
+            let known = match (wanted.get(&TopicPartition::new(topic, part)), on_disk) {
+                (Some(want), Some(have)) => *want == have,
+                (Some(_), None) => true, // Created before its partition.metadata was written.
+                (None, _) => false,
+            };
+            if known {
+                continue;
+            }
+            let target = self.log_dir.join(aside_name(topic, part, STRAY_SUFFIX));
+            fs::rename(e.path(), &target).map_err(|err| Error::io(e.path(), err))?;
+            tracing::warn!(
+                dir = %name,
+                moved_to = %target.display(),
+                topic_id = ?on_disk,
+                "the metadata does not list this partition directory: kept aside as a stray log, not deleted"
+            );
+            strays += 1;
+        }
+        Ok(strays)
+    }
+
+    /// Brings hosted partitions in line with the image: opens or creates logs for new
+    /// partitions, applies changed configs, and deletes the logs of deleted topics. Images are
+    /// applied in log order: one older than the last applied is skipped (the newer one already
+    /// holds its changes). A partition whose directory cannot be removed is logged and left;
+    /// it does not stop this or any later change.
+    pub fn sync(&self, image: &MetadataImage) -> Result<()> {
+        let mut applied = self.applied.lock();
+        if applied.is_some_and(|a| a >= image.applied) {
+            return Ok(());
+        }
+        let wanted = self.wanted(image);
         // Remove partitions no longer wanted (or whose topic was re-created under a new id).
         let doomed: Vec<Arc<Partition>> = {
             let mut parts = self.partitions.write();
@@ -324,38 +389,11 @@ impl ReplicaManager {
             let mut st = p.state.lock();
             st.log.mark_deleted();
             let dir = st.log.dir().to_path_buf();
-            delete_partition_dir(&dir, p.topic_id)?;
-        }
-        // Directories on disk that the image does not know (deleted while we were down).
-        if let Ok(entries) = fs::read_dir(&self.log_dir) {
-            for e in entries.flatten() {
-                let name = e.file_name().to_string_lossy().to_string();
-                if !e.path().is_dir() || name == METADATA_DIR || name.ends_with("-delete") {
-                    continue;
-                }
-                let Some((topic, part)) = name.rsplit_once('-') else {
-                    continue;
-                };
-                let Ok(part) = part.parse::<i32>() else {
-                    continue;
-                };
-                let tp = TopicPartition::new(topic, part);
-                let on_disk = read_topic_id(&e.path());
-                let stale = !wanted.contains_key(&tp)
-                    || on_disk.is_some_and(|id| Some(&id) != wanted.get(&tp));
-                if stale && !self.partitions.read().contains_key(&tp) {
-                    delete_partition_dir(&e.path(), on_disk.unwrap_or_default())?;
-                }
+            if let Err(e) = delete_partition_dir(&dir, &p.tp) {
+                tracing::error!(partition = %p.tp.dir_name(), error = %e, "could not delete the log of a deleted partition");
             }
         }
-        // Purge directories renamed for deletion earlier.
-        if let Ok(entries) = fs::read_dir(&self.log_dir) {
-            for e in entries.flatten() {
-                if e.file_name().to_string_lossy().ends_with("-delete") {
-                    let _ = fs::remove_dir_all(e.path());
-                }
-            }
-        }
+        let mut result = Ok(());
         for (tp, id) in wanted {
             let config = self.topic_config(image, &tp.topic);
             let existing = self.get(&tp.topic, tp.partition);
@@ -366,26 +404,49 @@ impl ReplicaManager {
                         st.log.config = config;
                     }
                 }
-                None => {
-                    let dir = self.log_dir.join(tp.dir_name());
-                    let log = PartitionLog::open(&dir, config, self.clean_start)?;
-                    write_topic_id(&dir, id)?;
-                    let mut producers = ProducerStateTable::default();
-                    log.for_each_header(|h| producers.record(h, h.base_offset))?;
-                    let p = Arc::new(Partition {
-                        tp: tp.clone(),
-                        topic_id: id,
-                        state: Mutex::new(PartitionState {
-                            log,
-                            producers,
-                            leader_epoch: 0,
-                        }),
-                    });
-                    self.partitions.write().insert(tp, p);
-                }
+                None => match self.open_partition(&tp, id, config) {
+                    Ok(p) => {
+                        self.partitions.write().insert(tp, p);
+                    }
+                    Err(e) => {
+                        tracing::error!(partition = %tp.dir_name(), error = %e, "could not open a partition");
+                        result = Err(e);
+                    }
+                },
             }
         }
-        Ok(())
+        *applied = Some(image.applied);
+        result
+    }
+
+    fn open_partition(
+        &self,
+        tp: &TopicPartition,
+        id: Uuid,
+        config: TopicConfig,
+    ) -> Result<Arc<Partition>> {
+        let dir = self.log_dir.join(tp.dir_name());
+        if read_topic_id(&dir).is_some_and(|on_disk| on_disk != id) {
+            // Another incarnation of the topic left it (deleted while the broker was down).
+            let target = self
+                .log_dir
+                .join(aside_name(&tp.topic, tp.partition, STRAY_SUFFIX));
+            fs::rename(&dir, &target).map_err(|e| Error::io(&dir, e))?;
+            tracing::warn!(partition = %tp.dir_name(), moved_to = %target.display(), "kept aside a directory of another incarnation of this topic");
+        }
+        let log = PartitionLog::open(&dir, config, self.clean_start)?;
+        write_topic_id(&dir, id)?;
+        let mut producers = ProducerStateTable::default();
+        log.for_each_header(|h| producers.record(h, h.base_offset))?;
+        Ok(Arc::new(Partition {
+            tp: tp.clone(),
+            topic_id: id,
+            state: Mutex::new(PartitionState {
+                log,
+                producers,
+                leader_epoch: 0,
+            }),
+        }))
     }
 
     /// Background housekeeping: age-based rolls and retention, for every partition.
@@ -465,17 +526,28 @@ fn write_topic_id(dir: &Path, id: Uuid) -> Result<()> {
     fs::write(&p, format!("version: 0\ntopic_id: {id}\n")).map_err(|e| Error::io(&p, e))
 }
 
+const DELETE_SUFFIX: &str = "-delete";
+const STRAY_SUFFIX: &str = "-stray";
+
+/// The name a partition directory is renamed to when it is deleted or set aside, as Kafka's
+/// `LocalLog` builds it: `<topic>-<partition>.<unique id><suffix>`, with the topic cut short so
+/// the name fits the 255-byte file-name limit (a 249-character topic name is legal).
+pub fn aside_name(topic: &str, partition: i32, suffix: &str) -> String {
+    let tail = format!("-{partition}.{}{suffix}", Uuid::new_v4().simple());
+    let mut keep = topic.len().min(255 - tail.len());
+    while !topic.is_char_boundary(keep) {
+        keep -= 1;
+    }
+    format!("{}{tail}", &topic[..keep])
+}
+
 /// Renames the directory out of the way at once (so a re-created topic starts empty) and
 /// removes it; the rename is what makes deletion atomic across a crash.
-fn delete_partition_dir(dir: &Path, id: Uuid) -> Result<()> {
+fn delete_partition_dir(dir: &Path, tp: &TopicPartition) -> Result<()> {
     if !dir.exists() {
         return Ok(());
     }
-    let name = dir
-        .file_name()
-        .map(|n| n.to_string_lossy().to_string())
-        .unwrap_or_default();
-    let target = dir.with_file_name(format!("{name}.{}-delete", id.simple()));
+    let target = dir.with_file_name(aside_name(&tp.topic, tp.partition, DELETE_SUFFIX));
     fs::rename(dir, &target).map_err(|e| Error::io(dir, e))?;
     if let Err(e) = fs::remove_dir_all(&target) {
         tracing::warn!(dir = %target.display(), error = %e, "could not remove a deleted partition");
