@@ -167,6 +167,8 @@ impl Broker {
             Ok(Ok(img)) => img,
             Ok(Err(refusal)) => return Err(refusal),
             Err(e) => {
+                // The metadata log shares the log directory: a failed write takes it offline.
+                self.replicas.dir_health.fail(&e);
                 tracing::error!(error = %e, "metadata commit failed");
                 return Err(Refusal::new(
                     kafka_protocol::error::ResponseError::KafkaStorageError,

@@ -35,6 +35,9 @@ pub enum Error {
 
     #[error("protocol: {0}")]
     Protocol(String),
+
+    #[error("the log directory is offline after an I/O error")]
+    LogDirOffline,
 }
 
 impl Error {

@@ -188,9 +188,22 @@ async fn serve_connection(stream: TcpStream, peer: SocketAddr, broker: Arc<Broke
         };
         match api::handle(&broker, frame, &conn).await {
             Ok(Some(response)) => {
-                if let Err(e) = write_response(&mut writer, &response).await {
-                    tracing::debug!(error = %e, "connection closed while writing a response");
-                    return;
+                // A client that stops reading would hold this task, its response and the
+                // segment files in it forever: a write that makes no progress for
+                // `connections.max.idle.ms` closes the connection too.
+                match tokio::time::timeout(idle, write_response(&mut writer, &response)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => {
+                        tracing::debug!(error = %e, "connection closed while writing a response");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::debug!(
+                            idle_ms = idle.as_millis() as u64,
+                            "closing a connection that stopped reading its responses"
+                        );
+                        return;
+                    }
                 }
             }
             Ok(None) => {}

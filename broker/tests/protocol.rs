@@ -144,3 +144,59 @@ async fn idle_and_stalled_connections_are_closed_after_connections_max_idle_ms()
     assert_eq!(r.brokers.len(), 1);
     Ok(())
 }
+
+/// A client that sends requests and never reads the answers: before, the response write
+/// blocked forever and held the connection (and the segment files in its fetch responses).
+#[tokio::test]
+async fn a_client_that_stops_reading_is_disconnected_after_connections_max_idle_ms() -> TestResult {
+    let b = TestBroker::start(&["connections.max.idle.ms=500"]).await?;
+    let mut admin = b.client().await?;
+    let t = topic("unread");
+    create_topic(&mut admin, &t, 1, &[]).await?;
+    let value = "v".repeat(400 * 1024);
+    for _ in 0..8 {
+        let (err, _) = produce(
+            &mut admin,
+            &t,
+            0,
+            batch(&[("k", &value)], kafka_protocol::records::Compression::None),
+            1,
+        )
+        .await?;
+        assert_eq!(err, 0);
+    }
+    let sock = tokio::net::TcpSocket::new_v4()?;
+    sock.set_recv_buffer_size(4096)?;
+    let stream = sock.connect(b.addr).await?;
+    let mut c = Client::from_stream(stream)?;
+    let mut frames = Vec::new();
+    let requests = 20;
+    for _ in 0..requests {
+        let mut req = fetch_req(&t, 0, 0, 0, 0);
+        req.topics[0].partitions[0].partition_max_bytes = 4 << 20;
+        frames.extend_from_slice(&c.encode(&req, 12)?);
+    }
+    c.send_raw(&frames).await?;
+    // Read nothing for longer than the idle time, then read what the broker sent.
+    tokio::time::sleep(std::time::Duration::from_millis(2000)).await;
+    let mut answered = 0;
+    let closed = tokio::time::timeout(std::time::Duration::from_secs(20), async {
+        loop {
+            match c.read_frame().await {
+                Ok(Some(_)) => answered += 1,
+                Ok(None) | Err(_) => return,
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the broker closed the connection");
+    assert!(answered < requests, "{answered} of {requests} answered");
+    // Everyone else is served.
+    let r = b
+        .client()
+        .await?
+        .send(MetadataRequest::default(), 12)
+        .await?;
+    assert_eq!(r.brokers.len(), 1);
+    Ok(())
+}

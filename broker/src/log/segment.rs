@@ -381,22 +381,13 @@ impl Segment {
     ) -> Result<()> {
         let pos = self.size;
         let total = prefix.len() + rest.len();
-        let mut written = 0usize;
-        while written < total {
-            let n = if written < prefix.len() {
-                let slices = [IoSlice::new(&prefix[written..]), IoSlice::new(rest)];
-                (&*self.file).write_vectored(&slices)
-            } else {
-                (&*self.file).write(&rest[written - prefix.len()..])
+        if let Err(e) = self.write_all_at_end(prefix, rest) {
+            // A full disk leaves part of the batch behind. Cut it, or the next batch (the file
+            // is in append mode) would land after it while the index points elsewhere.
+            if let Err(cut) = self.file.set_len(pos) {
+                tracing::error!(segment = %self.path.display(), error = %cut, "could not cut a partly written batch");
             }
-            .map_err(|e| Error::io(&self.path, e))?;
-            if n == 0 {
-                return Err(Error::io(
-                    &self.path,
-                    std::io::Error::new(std::io::ErrorKind::WriteZero, "short write"),
-                ));
-            }
-            written += n;
+            return Err(Error::io(&self.path, e));
         }
         let rel = (base_offset - self.base_offset) as u32;
         if self.index.is_empty() || self.bytes_since_index >= index_interval {
@@ -414,6 +405,27 @@ impl Segment {
         }
         self.size += total as u64;
         self.next_offset = base_offset + header.last_offset_delta as i64 + 1;
+        Ok(())
+    }
+
+    fn write_all_at_end(&self, prefix: &[u8; 16], rest: &[u8]) -> std::io::Result<()> {
+        let total = prefix.len() + rest.len();
+        let mut written = 0usize;
+        while written < total {
+            let n = if written < prefix.len() {
+                let slices = [IoSlice::new(&prefix[written..]), IoSlice::new(rest)];
+                (&*self.file).write_vectored(&slices)
+            } else {
+                (&*self.file).write(&rest[written - prefix.len()..])
+            }?;
+            if n == 0 {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::WriteZero,
+                    "short write",
+                ));
+            }
+            written += n;
+        }
         Ok(())
     }
 

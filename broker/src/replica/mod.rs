@@ -57,6 +57,36 @@ pub struct Partition {
     pub tp: TopicPartition,
     pub topic_id: Uuid,
     pub state: Mutex<PartitionState>,
+    /// The log directory's health, shared by every partition in it (see [`LogDir`]).
+    dir: Arc<LogDir>,
+}
+
+/// The log directory's health. The first I/O error on a write takes it offline, as Kafka's
+/// `LogDirFailureChannel` does: from then on every partition in it answers
+/// KAFKA_STORAGE_ERROR, nothing more is written, and the next start is treated as after a
+/// crash (no clean-shutdown marker), so recovery cuts whatever a failed write left.
+#[derive(Debug, Default)]
+pub struct LogDir {
+    offline: std::sync::atomic::AtomicBool,
+}
+
+impl LogDir {
+    pub fn is_offline(&self) -> bool {
+        self.offline.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    pub fn fail(&self, error: &Error) {
+        if !self.offline.swap(true, std::sync::atomic::Ordering::AcqRel) {
+            tracing::error!(%error, "log directory offline after an I/O error: partitions answer KAFKA_STORAGE_ERROR until the broker restarts");
+        }
+    }
+
+    fn check(&self) -> Result<()> {
+        if self.is_offline() {
+            return Err(Error::LogDirOffline);
+        }
+        Ok(())
+    }
 }
 
 /// The outcome of appending one partition's record set.
@@ -196,7 +226,14 @@ impl Partition {
             });
         }
         let epoch = st.leader_epoch;
-        let base = st.log.append(records, &batches, epoch, now)?;
+        self.dir.check()?;
+        let base = match st.log.append(records, &batches, epoch, now) {
+            Ok(base) => base,
+            Err(e) => {
+                self.dir.fail(&e);
+                return Err(e);
+            }
+        };
         let mut offset = base;
         for (_, h) in &batches {
             st.producers.record(h, offset);
@@ -218,6 +255,7 @@ impl Partition {
     }
 
     pub fn read(&self, offset: i64, max_bytes: usize, min_one: bool) -> Result<ReadResult> {
+        self.dir.check()?;
         let st = self.state.lock();
         let hw = st.log.next_offset();
         st.log.read(offset, max_bytes, min_one, hw)
@@ -226,6 +264,7 @@ impl Partition {
     /// The file range of whole batches from `offset` up to the high watermark (see
     /// [`PartitionLog::slice`](crate::log::PartitionLog::slice)).
     pub fn slice(&self, offset: i64, max_bytes: usize, min_one: bool) -> Result<Option<FileSlice>> {
+        self.dir.check()?;
         let st = self.state.lock();
         let hw = st.log.next_offset();
         st.log.slice(offset, max_bytes, min_one, hw)
@@ -244,6 +283,7 @@ pub struct ReplicaManager {
     /// time and never an older one after a newer: an older image lacks what a newer one
     /// created, and applying it would delete live partitions.
     applied: Mutex<Option<u64>>,
+    pub dir_health: Arc<LogDir>,
 }
 
 const PARTITION_METADATA: &str = "partition.metadata";
@@ -267,6 +307,7 @@ impl ReplicaManager {
             data_arrived: Notify::new(),
             clean_start,
             applied: Mutex::new(None),
+            dir_health: Arc::new(LogDir::default()),
         })
     }
 
@@ -446,6 +487,7 @@ impl ReplicaManager {
                 producers,
                 leader_epoch: 0,
             }),
+            dir: self.dir_health.clone(),
         }))
     }
 
@@ -506,6 +548,10 @@ impl ReplicaManager {
 
     /// Flushes and closes every log and leaves the clean-shutdown marker.
     pub fn shutdown(&self) -> Result<()> {
+        if self.dir_health.is_offline() {
+            tracing::warn!("the log directory is offline: no clean-shutdown marker, the next start recovers every active segment");
+            return Ok(());
+        }
         for p in self.all() {
             p.state.lock().log.close()?;
         }

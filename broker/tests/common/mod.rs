@@ -113,6 +113,10 @@ pub struct Client {
 impl Client {
     pub async fn connect(addr: SocketAddr) -> TestResult<Self> {
         let stream = TcpStream::connect(addr).await?;
+        Self::from_stream(stream)
+    }
+
+    pub fn from_stream(stream: TcpStream) -> TestResult<Self> {
         stream.set_nodelay(true)?;
         Ok(Client {
             stream,
