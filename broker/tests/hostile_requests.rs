@@ -224,3 +224,58 @@ async fn the_timestamp_window_is_a_topic_config() -> TestResult {
     );
     Ok(())
 }
+
+/// CreateTopics with 2^31-1 partitions crashed the broker and CreatePartitions to 2^31-1 grew
+/// its memory without bound; Kafka refuses both above 10,000 partitions per request.
+#[tokio::test]
+async fn requests_for_too_many_partitions_are_policy_violations() -> TestResult {
+    use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
+    use kafka_protocol::messages::create_topics_request::CreatableTopic;
+    use kafka_protocol::messages::{CreatePartitionsRequest, CreateTopicsRequest};
+    let b = TestBroker::start(&[]).await?;
+    let mut c = b.client().await?;
+    let huge = topic("huge");
+    for count in [i32::MAX, 10_001] {
+        let r = c
+            .send(
+                CreateTopicsRequest::default().with_topics(vec![CreatableTopic::default()
+                    .with_name(name(&huge))
+                    .with_num_partitions(count)
+                    .with_replication_factor(1)]),
+                7,
+            )
+            .await?;
+        assert_eq!(r.topics[0].error_code, 44, "POLICY_VIOLATION for {count}");
+    }
+    let (err, _) = metadata(&mut c, &huge, false).await?;
+    assert_eq!(err, 3, "nothing was created");
+
+    let t = topic("grow");
+    create_topic(&mut c, &t, 1, &[]).await?;
+    let r = c
+        .send(
+            CreatePartitionsRequest::default()
+                .with_timeout_ms(5000)
+                .with_topics(vec![CreatePartitionsTopic::default()
+                    .with_name(name(&t))
+                    .with_count(i32::MAX)
+                    .with_assignments(None)]),
+            3,
+        )
+        .await?;
+    assert_eq!(r.results[0].error_code, 44);
+    // Within the limit, growing still works.
+    let r = c
+        .send(
+            CreatePartitionsRequest::default()
+                .with_timeout_ms(5000)
+                .with_topics(vec![CreatePartitionsTopic::default()
+                    .with_name(name(&t))
+                    .with_count(3)
+                    .with_assignments(None)]),
+            3,
+        )
+        .await?;
+    assert_eq!(r.results[0].error_code, 0);
+    Ok(())
+}

@@ -287,6 +287,64 @@ async fn an_idempotent_retry_is_acknowledged_and_not_appended_again() -> TestRes
     Ok(())
 }
 
+/// Two batches of one producer in one record set are checked one after the other (the second
+/// against the state the first leaves), and a retry of the pair appends nothing.
+#[tokio::test]
+async fn a_retried_multi_batch_produce_is_not_appended_twice() -> TestResult {
+    let b = TestBroker::start(&[]).await?;
+    let mut c = b.client().await?;
+    let t = topic("idem-multi");
+    create_topic(&mut c, &t, 1, &[]).await?;
+    let pid = c
+        .send(
+            InitProducerIdRequest::default().with_transaction_timeout_ms(60_000),
+            4,
+        )
+        .await?;
+    let (id, epoch) = (pid.producer_id.0, pid.producer_epoch);
+    let mut pair =
+        idempotent_batch(&[("k", "a"), ("k", "b")], Compression::None, id, epoch, 0).to_vec();
+    pair.extend_from_slice(&idempotent_batch(
+        &[("k", "c")],
+        Compression::None,
+        id,
+        epoch,
+        2,
+    ));
+    let pair = bytes::Bytes::from(pair);
+    assert_eq!(produce(&mut c, &t, 0, pair.clone(), -1).await?, (0, 0));
+    let (err, _) = produce(&mut c, &t, 0, pair, -1).await?;
+    assert_eq!(err, 46, "DUPLICATE_SEQUENCE_NUMBER, nothing appended");
+    let r = fetch(&mut c, &t, 0, 0).await?;
+    let values: Vec<String> = records_of(&r)?.into_iter().map(|r| r.2).collect();
+    assert_eq!(values, vec!["a", "b", "c"]);
+    Ok(())
+}
+
+/// InitProducerId without a transactional id hands out a new producer id at epoch 0, as Kafka
+/// does, whatever producer id the request claims: bumping a claimed id's epoch let any client
+/// fence another producer.
+#[tokio::test]
+async fn init_producer_id_never_bumps_a_claimed_producer_id() -> TestResult {
+    let b = TestBroker::start(&[]).await?;
+    let mut c = b.client().await?;
+    let victim = c
+        .send(
+            InitProducerIdRequest::default().with_transaction_timeout_ms(60_000),
+            4,
+        )
+        .await?;
+    let claim = InitProducerIdRequest::default()
+        .with_transaction_timeout_ms(60_000)
+        .with_producer_id(victim.producer_id)
+        .with_producer_epoch(victim.producer_epoch);
+    let r = c.send(claim, 4).await?;
+    assert_eq!(r.error_code, 0);
+    assert_ne!(r.producer_id, victim.producer_id, "a new producer id");
+    assert_eq!(r.producer_epoch, 0);
+    Ok(())
+}
+
 #[tokio::test]
 async fn list_offsets_finds_earliest_latest_and_by_timestamp() -> TestResult {
     let b = TestBroker::start(&[]).await?;

@@ -105,12 +105,10 @@ pub async fn init_producer_id(
     {
         return resp.with_error_code(KafkaError::TransactionalIdAuthorizationFailed.code());
     }
-    // KIP-360: an idempotent producer may ask to bump its epoch after an error.
-    if req.producer_id.0 >= 0 && req.producer_epoch >= 0 && req.producer_epoch < i16::MAX - 1 {
-        return resp
-            .with_producer_id(req.producer_id)
-            .with_producer_epoch(req.producer_epoch + 1);
-    }
+    // Without a transactional id Kafka always answers with a new producer id at epoch 0, even
+    // when the request names one (KIP-360's epoch bump is for transactional producers): a
+    // claimed id is not checked against anything, so bumping it would let any client fence
+    // another producer's batches.
     match broker.allocate_producer_id().await {
         Ok(id) => resp.with_producer_id(ProducerId(id)).with_producer_epoch(0),
         Err(e) => resp.with_error_code(e.code),

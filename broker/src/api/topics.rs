@@ -18,6 +18,10 @@ use crate::broker::Broker;
 use crate::metadata::topics::{plan_create_partitions, plan_create_topic, Refusal, TopicSpec};
 use crate::metadata::MetadataRecord;
 
+/// Kafka's `MAX_PARTITIONS_PER_BATCH` (and `MAX_RECORDS_PER_USER_OP`): the most partitions
+/// one CreateTopics or CreatePartitions request may add.
+pub const MAX_PARTITIONS_PER_REQUEST: i64 = 10_000;
+
 pub async fn create_topics(
     broker: &Arc<Broker>,
     req: CreateTopicsRequest,
@@ -29,6 +33,34 @@ pub async fn create_topics(
     }
     let defaults = broker.defaults();
     let mut results = Vec::with_capacity(req.topics.len());
+    // Kafka's controller refuses the whole request above 10,000 partitions (a request for
+    // 2^31-1 partitions crashed the broker before).
+    let total: i64 = req
+        .topics
+        .iter()
+        .map(|t| match (t.assignments.len(), t.num_partitions) {
+            (0, n) if n > 0 => n as i64,
+            (0, _) => defaults.partitions.max(0) as i64,
+            (a, _) => a as i64,
+        })
+        .sum();
+    if total > MAX_PARTITIONS_PER_REQUEST {
+        let results = req
+            .topics
+            .into_iter()
+            .map(|t| {
+                CreatableTopicResult::default()
+                    .with_name(t.name)
+                    .with_error_code(KafkaError::PolicyViolation.code())
+                    .with_error_message(Some(str_bytes(
+                        "Excessively large number of partitions per request.",
+                    )))
+                    .with_num_partitions(-1)
+                    .with_replication_factor(-1)
+            })
+            .collect();
+        return CreateTopicsResponse::default().with_topics(results);
+    }
     for t in req.topics {
         let name = t.name.0.to_string();
         let result = CreatableTopicResult::default().with_name(t.name.clone());
@@ -210,6 +242,31 @@ pub async fn create_partitions(
     _ctx: &RequestContext,
 ) -> CreatePartitionsResponse {
     let mut results = Vec::with_capacity(req.topics.len());
+    let image = broker.metadata.image();
+    let added: i64 = req
+        .topics
+        .iter()
+        .filter_map(|t| {
+            let current = image.topics.get(t.name.0.as_str())?.partitions.len() as i64;
+            Some((t.count as i64 - current).max(0))
+        })
+        .sum();
+    if added > MAX_PARTITIONS_PER_REQUEST {
+        // Kafka bounds the records of one controller operation at 10,000.
+        let results = req
+            .topics
+            .into_iter()
+            .map(|t| {
+                CreatePartitionsTopicResult::default()
+                    .with_name(t.name)
+                    .with_error_code(KafkaError::PolicyViolation.code())
+                    .with_error_message(Some(str_bytes(
+                        "Unable to perform excessively large batch operation.",
+                    )))
+            })
+            .collect();
+        return CreatePartitionsResponse::default().with_results(results);
+    }
     for t in req.topics {
         let name = t.name.0.to_string();
         let assignments: Option<Vec<Vec<i32>>> = t.assignments.as_ref().map(|a| {
