@@ -7,6 +7,7 @@
 
 pub mod batch;
 pub mod compact;
+pub mod files;
 pub mod segment;
 pub mod validate;
 
@@ -411,18 +412,23 @@ impl PartitionLog {
         if through <= self.cleaned_through {
             return None;
         }
+        // A segment that cannot be opened now skips this round; the next one tries again.
         let to_ref = |s: &Segment| {
-            let (file, size) = s.snapshot();
-            compact::SegmentRef {
+            let (file, size) = s.snapshot().ok()?;
+            Some(compact::SegmentRef {
                 base_offset: s.base_offset,
                 file,
                 size,
-            }
+            })
         };
         Some(compact::CompactionJob {
             dir: self.dir.clone(),
-            closed: closed.iter().filter(|s| s.size > 0).map(to_ref).collect(),
-            active: to_ref(active),
+            closed: closed
+                .iter()
+                .filter(|s| s.size > 0)
+                .map(to_ref)
+                .collect::<Option<Vec<_>>>()?,
+            active: to_ref(active)?,
             through,
         })
     }

@@ -6,7 +6,7 @@
 //! Indexes are kept in memory and written to disk when the segment is rolled or the broker shuts
 //! down cleanly; any index that is missing or disagrees with the log is rebuilt from the log.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{IoSlice, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -16,6 +16,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use bytes::{Bytes, BytesMut};
 
 use super::batch::{BatchHeader, HEADER_LEN, LOG_OVERHEAD};
+use super::files::SegmentFile;
 use super::Recovery;
 use crate::error::{Error, Result};
 
@@ -53,9 +54,9 @@ impl FileSlice {
 pub struct Segment {
     pub base_offset: i64,
     path: PathBuf,
-    /// Shared with [`FileSlice`]s on their way to a socket; an unlinked segment stays
-    /// readable until the last of them is sent.
-    file: Arc<File>,
+    /// Opened on demand (see [`super::files`]); a handle lent to a [`FileSlice`] on its way
+    /// to a socket keeps an unlinked segment readable until the last of them is sent.
+    file: SegmentFile,
     /// Bytes of whole batches in the file.
     pub size: u64,
     /// The offset after the last batch.
@@ -83,16 +84,11 @@ struct Scan {
 impl Segment {
     pub fn create(dir: &Path, base_offset: i64) -> Result<Self> {
         let path = dir.join(file_name(base_offset, "log"));
-        let file = OpenOptions::new()
-            .create(true)
-            .read(true)
-            .append(true)
-            .open(&path)
-            .map_err(|e| Error::io(&path, e))?;
+        let file = SegmentFile::create(&path).map_err(|e| Error::io(&path, e))?;
         Ok(Segment {
             base_offset,
             path,
-            file: Arc::new(file),
+            file,
             size: 0,
             next_offset: base_offset,
             max_timestamp: -1,
@@ -115,15 +111,11 @@ impl Segment {
         recovery: Recovery,
     ) -> Result<Self> {
         let path = dir.join(file_name(base_offset, "log"));
-        let file = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .open(&path)
-            .map_err(|e| Error::io(&path, e))?;
-        let file_len = file.metadata().map_err(|e| Error::io(&path, e))?.len();
-        let created_ms = file
-            .metadata()
-            .and_then(|m| m.modified())
+        let file = SegmentFile::open(&path).map_err(|e| Error::io(&path, e))?;
+        let meta = fs::metadata(&path).map_err(|e| Error::io(&path, e))?;
+        let file_len = meta.len();
+        let created_ms = meta
+            .modified()
             .ok()
             .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
             .map(|d| d.as_millis() as i64)
@@ -131,7 +123,7 @@ impl Segment {
         let mut seg = Segment {
             base_offset,
             path,
-            file: Arc::new(file),
+            file,
             size: file_len,
             next_offset: base_offset,
             max_timestamp: -1,
@@ -157,7 +149,7 @@ impl Segment {
                 file = file_len,
                 "truncating torn or corrupt tail"
             );
-            seg.file
+            seg.handle()?
                 .set_len(scan.valid_len)
                 .map_err(|e| Error::io(&seg.path, e))?;
         }
@@ -186,7 +178,7 @@ impl Segment {
             )));
         }
         let mut tail = vec![0u8; (file_len - valid) as usize];
-        self.file
+        self.handle()?
             .read_exact_at(&mut tail, valid)
             .map_err(|e| Error::io(&self.path, e))?;
         let torn = match BatchHeader::parse(&tail) {
@@ -280,7 +272,7 @@ impl Segment {
         mb.extend_from_slice(&self.size.to_be_bytes());
         mb.extend_from_slice(&self.next_offset.to_be_bytes());
         mb.extend_from_slice(&self.max_timestamp.to_be_bytes());
-        self.file
+        self.handle()?
             .sync_data()
             .map_err(|e| Error::io(&self.path, e))?;
         for (p, b) in [(&ip, ib), (&tp, tb), (&mp, mb)] {
@@ -294,8 +286,13 @@ impl Segment {
 
     /// The file and its size now, for readers that work without the partition lock on
     /// bytes that can no longer change (closed segments, or the active one up to `size`).
-    pub fn snapshot(&self) -> (Arc<File>, u64) {
-        (self.file.clone(), self.size)
+    pub fn snapshot(&self) -> Result<(Arc<File>, u64)> {
+        Ok((self.handle()?, self.size))
+    }
+
+    /// The open file, reopened if it was closed to stay within the descriptor budget.
+    fn handle(&self) -> Result<Arc<File>> {
+        self.file.get().map_err(|e| Error::io(&self.path, e))
     }
 
     /// Forgets saved indexes, so that a crash before the next clean save rebuilds them.
@@ -306,7 +303,7 @@ impl Segment {
 
     fn read_header(&self, pos: u64) -> Result<Option<BatchHeader>> {
         let mut buf = [0u8; HEADER_LEN];
-        match self.file.read_exact_at(&mut buf, pos) {
+        match self.handle()?.read_exact_at(&mut buf, pos) {
             Ok(()) => Ok(BatchHeader::parse(&buf)),
             Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(None),
             Err(e) => Err(Error::io(&self.path, e)),
@@ -315,7 +312,7 @@ impl Segment {
 
     fn scan(&self, verify: bool, index_interval: u32) -> Result<Scan> {
         let file_len = self
-            .file
+            .handle()?
             .metadata()
             .map_err(|e| Error::io(&self.path, e))?
             .len();
@@ -344,7 +341,7 @@ impl Segment {
             }
             if verify {
                 buf.resize(len as usize, 0);
-                self.file
+                self.handle()?
                     .read_exact_at(&mut buf, pos)
                     .map_err(|e| Error::io(&self.path, e))?;
                 if !super::batch::crc_matches(&buf) {
@@ -384,7 +381,10 @@ impl Segment {
         if let Err(e) = self.write_all_at_end(prefix, rest) {
             // A full disk leaves part of the batch behind. Cut it, or the next batch (the file
             // is in append mode) would land after it while the index points elsewhere.
-            if let Err(cut) = self.file.set_len(pos) {
+            if let Err(cut) = self
+                .handle()
+                .and_then(|f| f.set_len(pos).map_err(|e| Error::io(&self.path, e)))
+            {
                 tracing::error!(segment = %self.path.display(), error = %cut, "could not cut a partly written batch");
             }
             return Err(Error::io(&self.path, e));
@@ -409,14 +409,15 @@ impl Segment {
     }
 
     fn write_all_at_end(&self, prefix: &[u8; 16], rest: &[u8]) -> std::io::Result<()> {
+        let file = self.file.get()?;
         let total = prefix.len() + rest.len();
         let mut written = 0usize;
         while written < total {
             let n = if written < prefix.len() {
                 let slices = [IoSlice::new(&prefix[written..]), IoSlice::new(rest)];
-                (&*self.file).write_vectored(&slices)
+                (&*file).write_vectored(&slices)
             } else {
-                (&*self.file).write(&rest[written - prefix.len()..])
+                (&*file).write(&rest[written - prefix.len()..])
             }?;
             if n == 0 {
                 return Err(std::io::Error::new(
@@ -484,7 +485,7 @@ impl Segment {
             self.last_boundary(start + first_len, limit)?
         };
         Ok(Some(FileSlice {
-            file: self.file.clone(),
+            file: self.handle()?,
             position: start,
             len: end - start,
         }))
@@ -505,7 +506,7 @@ impl Segment {
                 return Ok(pos);
             }
             let n = ((limit - pos) as usize).min(window.len());
-            self.file
+            self.handle()?
                 .read_exact_at(&mut window[..n], pos)
                 .map_err(|e| Error::io(&self.path, e))?;
             // `w` is the next header's position relative to `pos`.
@@ -563,7 +564,9 @@ impl Segment {
     }
 
     pub fn flush(&self) -> Result<()> {
-        self.file.sync_data().map_err(|e| Error::io(&self.path, e))
+        self.handle()?
+            .sync_data()
+            .map_err(|e| Error::io(&self.path, e))
     }
 
     /// Removes the segment's files.

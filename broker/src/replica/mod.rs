@@ -435,8 +435,13 @@ impl ReplicaManager {
             }
         }
         let mut result = Ok(());
+        // Resolved once per topic: a topic may have thousands of partitions.
+        let mut configs: HashMap<String, TopicConfig> = HashMap::new();
         for (tp, id) in wanted {
-            let config = self.topic_config(image, &tp.topic);
+            let config = configs
+                .entry(tp.topic.clone())
+                .or_insert_with(|| self.topic_config(image, &tp.topic))
+                .clone();
             let existing = self.get(&tp.topic, tp.partition);
             match existing {
                 Some(p) => {
