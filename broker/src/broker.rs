@@ -163,11 +163,19 @@ impl Broker {
         &self,
         plan: impl FnOnce(&MetadataImage) -> std::result::Result<Vec<MetadataRecord>, Refusal>,
     ) -> std::result::Result<Arc<MetadataImage>, Refusal> {
+        if self.replicas.dir_health.is_offline() {
+            return Err(Refusal::new(
+                kafka_protocol::error::ResponseError::KafkaStorageError,
+                "the log directory is offline after an I/O error",
+            ));
+        }
         let image = match self.metadata.commit(plan).await {
             Ok(Ok(img)) => img,
             Ok(Err(refusal)) => return Err(refusal),
             Err(e) => {
-                // The metadata log shares the log directory: a failed write takes it offline.
+                // The metadata log shares the log directory: a failed write (or fsync) takes it
+                // offline, and no later commit is planned from an image the log no longer
+                // matches.
                 self.replicas.dir_health.fail(&e);
                 tracing::error!(error = %e, "metadata commit failed");
                 return Err(Refusal::new(

@@ -48,6 +48,18 @@ impl Error {
         }
     }
 
+    /// An error that means the disk cannot be trusted with writes (a full or failing or
+    /// read-only device), as opposed to a missing file or too many open descriptors.
+    pub fn is_storage_failure(&self) -> bool {
+        let source = match self {
+            Error::Io { source, .. } | Error::Network(source) => source,
+            _ => return false,
+        };
+        // EIO, ENOSPC, EROFS, EDQUOT; a short write of zero bytes.
+        matches!(source.raw_os_error(), Some(5 | 28 | 30 | 122))
+            || source.kind() == std::io::ErrorKind::WriteZero
+    }
+
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {
             path: path.into(),

@@ -121,7 +121,9 @@ fn read_once(
             let slice = match slice {
                 Ok(s) => s,
                 Err(e) => {
-                    tracing::error!(partition = %partition.tp.dir_name(), error = %e, "read failed");
+                    if !matches!(e, crate::error::Error::LogDirOffline) {
+                        tracing::error!(partition = %partition.tp.dir_name(), error = %e, "read failed");
+                    }
                     any_error = true;
                     parts.push(empty_partition(p.partition, KafkaError::KafkaStorageError));
                     slices.push(None);

@@ -90,6 +90,9 @@ pub async fn handle(
                             ),
                     );
                 }
+                Err(crate::error::Error::LogDirOffline) => {
+                    partitions.push(partition_error(p.index, KafkaError::KafkaStorageError));
+                }
                 Err(e) => {
                     tracing::error!(partition = %partition.tp.dir_name(), error = %e, "append failed");
                     partitions.push(partition_error(p.index, KafkaError::KafkaStorageError));

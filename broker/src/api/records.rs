@@ -29,6 +29,9 @@ pub fn delete_records(
                     let Some(partition) = broker.replicas.get(t.name.0.as_str(), p.partition_index) else {
                         return r.with_error_code(KafkaError::UnknownTopicOrPartition.code());
                     };
+                    if broker.replicas.dir_health.is_offline() {
+                        return r.with_error_code(KafkaError::KafkaStorageError.code());
+                    }
                     let mut st = partition.state.lock();
                     let hw = st.log.next_offset();
                     // -1 means "up to the high watermark".

@@ -196,6 +196,14 @@ pub fn set_log_append_time(batch: &mut [u8], now_ms: i64) {
     batch[17..21].copy_from_slice(&crc.to_be_bytes());
 }
 
+/// Sets a batch's max timestamp and recomputes its CRC.
+pub fn set_max_timestamp(batch: &mut [u8], max_timestamp: i64) {
+    batch[35..43].copy_from_slice(&max_timestamp.to_be_bytes());
+    let h = BatchHeader::parse(batch).expect("validated batch");
+    let crc = crc32c::crc32c(&batch[CRC_START..h.total_len()]);
+    batch[17..21].copy_from_slice(&crc.to_be_bytes());
+}
+
 /// A record's key and value, either of which may be null.
 pub type KeyValue<'a> = (Option<&'a [u8]>, Option<&'a [u8]>);
 

@@ -145,6 +145,10 @@ impl OpenFiles {
 
     fn opened(&self, slot: &Arc<Slot>) {
         let mut clock = self.clock.lock();
+        // Handles of segments that are gone leave dead entries behind; drop them now and then.
+        if clock.len() > 2 * self.open_count() + 1024 {
+            clock.retain(|w| w.strong_count() > 0);
+        }
         clock.push_back(Arc::downgrade(slot));
         let mut open = self.open.fetch_add(1, Ordering::AcqRel) + 1;
         let limit = self.limit();

@@ -48,17 +48,19 @@ pub enum Invalid {
 }
 
 /// Checks one whole batch (header and records). `first_index` is the index of its first record
-/// within the produced record set, for per-record errors.
+/// within the produced record set, for per-record errors. Returns the max timestamp the
+/// stored header must carry when the producer's differs from its records' maximum (Kafka
+/// rewrites it too).
 pub fn check_batch(
     batch: &[u8],
     h: &BatchHeader,
     rules: &Rules,
     first_index: i32,
-) -> Result<(), Invalid> {
+) -> Result<Option<i64>, Invalid> {
     check_header(h)?;
     let payload = &batch[HEADER_LEN..h.total_len()];
     let mut errors = RecordErrors::default();
-    match h.compression() {
+    let max_timestamp = match h.compression() {
         0 => parse_records(
             &mut SliceSource(payload),
             h,
@@ -78,10 +80,11 @@ pub fn check_batch(
                     "the batch decompresses to more than {MAX_DECOMPRESSED_BYTES} bytes"
                 )));
             }
-            parsed?;
+            parsed?
         }
-    }
-    errors.into_result()
+    };
+    errors.into_result()?;
+    Ok(max_timestamp)
 }
 
 /// Kafka's `LogValidator.validateBatch`, for magic v2.
@@ -131,17 +134,17 @@ struct RecordErrors {
 
 impl RecordErrors {
     fn into_result(self) -> Result<(), Invalid> {
-        // Kafka reports the first kind it meets; a missing key is checked before the timestamp.
-        if !self.missing_key.is_empty() {
-            return Err(Invalid::Record {
-                message: "Compacted topic cannot accept message without key.".into(),
-                records: self.missing_key,
-            });
-        }
+        // As Kafka's processRecordErrors: any timestamp error makes it INVALID_TIMESTAMP.
         if let Some(message) = self.timestamp_message {
             return Err(Invalid::Timestamp {
                 message,
                 records: self.bad_timestamp,
+            });
+        }
+        if !self.missing_key.is_empty() {
+            return Err(Invalid::Record {
+                message: "Compacted topic cannot accept message without key.".into(),
+                records: self.missing_key,
             });
         }
         Ok(())
@@ -245,8 +248,9 @@ fn parse_records(
     rules: &Rules,
     first_index: i32,
     errors: &mut RecordErrors,
-) -> Result<(), Invalid> {
+) -> Result<Option<i64>, Invalid> {
     let log_append_time = h.attributes & 0x08 != 0;
+    let mut max_timestamp = -1i64;
     for i in 0..h.records_count {
         let size = varint(src, 5, "record length")?;
         if size <= 0 {
@@ -282,19 +286,11 @@ fn parse_records(
         if rules.compacted && key_len < 0 {
             errors.missing_key.push(index);
         }
+        // A batch marked LogAppendTime carries its time in maxTimestamp (checked below).
         if rules.create_time && !log_append_time {
             let ts = h.base_timestamp.saturating_add(timestamp_delta);
-            let early = rules.now_ms.saturating_sub(rules.timestamp_before_max_ms);
-            let late = rules.now_ms.saturating_add(rules.timestamp_after_max_ms);
-            if ts != -1 && (ts < early || ts > late) {
-                errors.bad_timestamp.push(index);
-                errors.timestamp_message.get_or_insert_with(|| {
-                    format!(
-                        "Timestamp {ts} of message with offset {} is out of range. The timestamp should be within [{early}, {late}]",
-                        h.base_offset + i as i64
-                    )
-                });
-            }
+            check_timestamp(ts, rules, h, i, index, errors);
+            max_timestamp = max_timestamp.max(ts);
         }
     }
     if src.byte()?.is_some() {
@@ -302,7 +298,40 @@ fn parse_records(
             "Incorrect declared batch size, records still remaining in file".into(),
         ));
     }
-    Ok(())
+    if rules.create_time {
+        // The stored header's maxTimestamp feeds the time index and retention, so it is held to
+        // the same window and must be the records' own maximum (Kafka rewrites it; no client
+        // sends another value).
+        if log_append_time {
+            check_timestamp(h.max_timestamp, rules, h, 0, first_index, errors);
+        } else if h.max_timestamp != max_timestamp {
+            return Ok(Some(max_timestamp));
+        }
+    }
+    Ok(None)
+}
+
+fn check_timestamp(
+    ts: i64,
+    rules: &Rules,
+    h: &BatchHeader,
+    i: i32,
+    index: i32,
+    errors: &mut RecordErrors,
+) {
+    let early = rules.now_ms.saturating_sub(rules.timestamp_before_max_ms);
+    let late = rules.now_ms.saturating_add(rules.timestamp_after_max_ms);
+    if ts != -1 && (ts < early || ts > late) {
+        if !errors.bad_timestamp.contains(&index) {
+            errors.bad_timestamp.push(index);
+        }
+        errors.timestamp_message.get_or_insert_with(|| {
+            format!(
+                "Timestamp {ts} of message with offset {} is out of range. The timestamp should be within [{early}, {late}]",
+                h.base_offset.wrapping_add(i as i64)
+            )
+        });
+    }
 }
 
 /// Counts the bytes read through it.
@@ -483,7 +512,7 @@ mod tests {
         buf.freeze()
     }
 
-    fn check(b: &[u8], rules: &Rules) -> Result<(), Invalid> {
+    fn check(b: &[u8], rules: &Rules) -> Result<Option<i64>, Invalid> {
         let h = BatchHeader::parse(b).unwrap();
         check_batch(b, &h, rules, 0)
     }
@@ -507,10 +536,10 @@ mod tests {
             Compression::Zstd,
         ] {
             let b = encoded(c, &[b"one", b"two", &[7u8; 5000]], NOW);
-            assert_eq!(check(&b, &rules()), Ok(()), "{c:?}");
+            assert_eq!(check(&b, &rules()), Ok(None), "{c:?}");
         }
         let b = build_batch(0, NOW, &[(None, Some(b"v")), (Some(b"k"), None)]);
-        assert_eq!(check(&b, &rules()), Ok(()));
+        assert_eq!(check(&b, &rules()), Ok(None));
     }
 
     #[test]
@@ -577,9 +606,27 @@ mod tests {
         r.create_time = false;
         assert_eq!(
             check(&old, &r),
-            Ok(()),
+            Ok(None),
             "LogAppendTime topics take any timestamp"
         );
+    }
+
+    #[test]
+    fn a_forged_max_timestamp_is_corrected_or_refused() {
+        let b = build_batch(0, NOW, &[(None, Some(b"a")), (None, Some(b"b"))]);
+        let forged = patch(&b, 35, &i64::MAX.to_be_bytes());
+        assert_eq!(
+            check(&forged, &rules()),
+            Ok(Some(NOW)),
+            "stored with the records' maximum, as Kafka rewrites it"
+        );
+        // Marked LogAppendTime by the client in a CreateTime topic: its maxTimestamp is the
+        // records' time, held to the window.
+        let lat = patch(&forged, 21, &0x08i16.to_be_bytes());
+        assert!(matches!(
+            check(&lat, &rules()),
+            Err(Invalid::Timestamp { .. })
+        ));
     }
 
     #[test]

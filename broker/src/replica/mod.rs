@@ -156,6 +156,7 @@ impl Partition {
             compacted: cfg.compact,
         };
         let mut first_index = 0i32;
+        let mut corrected: Vec<(usize, i64)> = Vec::new();
         for (pos, h) in &batches {
             if h.is_transactional() {
                 return Ok(AppendOutcome::error(
@@ -164,7 +165,11 @@ impl Partition {
             }
             let batch = &records[*pos..*pos + h.total_len()];
             let refused = match check_batch(batch, h, &rules, first_index) {
-                Ok(()) => None,
+                Ok(None) => None,
+                Ok(Some(max_timestamp)) => {
+                    corrected.push((*pos, max_timestamp));
+                    None
+                }
                 Err(Invalid::Corrupt(why)) => {
                     Some((ResponseError::CorruptMessage, why, Vec::new()))
                 }
@@ -182,6 +187,21 @@ impl Partition {
             }
             first_index = first_index.saturating_add(h.records_count);
         }
+        // A header whose maxTimestamp is not its records' maximum is stored with theirs (it
+        // feeds the time index and retention), as Kafka rewrites it.
+        let owned;
+        let (records, batches) = if corrected.is_empty() {
+            (records, batches)
+        } else {
+            let mut fixed = records.to_vec();
+            for (pos, ts) in &corrected {
+                crate::log::batch::set_max_timestamp(&mut fixed[*pos..], *ts);
+            }
+            owned = fixed;
+            let batches = validate_record_set(&owned, max)
+                .map_err(|e| Error::CorruptBatch(format!("{e:?} after a timestamp fix")))?;
+            (owned.as_slice(), batches)
+        };
         // Idempotence is checked for every batch before any is written, each against the state
         // the batches before it in this request leave, so a request is appended whole or not
         // at all.
@@ -227,10 +247,16 @@ impl Partition {
         }
         let epoch = st.leader_epoch;
         self.dir.check()?;
+        if st.log.is_deleted() {
+            // Deleted (its directory renamed) after this request looked the partition up.
+            return Ok(AppendOutcome::error(ResponseError::UnknownTopicOrPartition));
+        }
         let base = match st.log.append(records, &batches, epoch, now) {
             Ok(base) => base,
             Err(e) => {
-                self.dir.fail(&e);
+                if e.is_storage_failure() {
+                    self.dir.fail(&e);
+                }
                 return Err(e);
             }
         };
@@ -279,10 +305,10 @@ pub struct ReplicaManager {
     /// Woken on every append, for fetches waiting on `min.bytes`.
     pub data_arrived: Notify,
     clean_start: bool,
-    /// How many metadata records the last applied image held. Images are applied one at a
-    /// time and never an older one after a newer: an older image lacks what a newer one
-    /// created, and applying it would delete live partitions.
-    applied: Mutex<Option<u64>>,
+    /// The newest image applied. Images are applied one at a time and never an older one
+    /// after a newer: an older image lacks what a newer one created, and applying it would
+    /// delete live partitions.
+    applied: Mutex<Option<Arc<MetadataImage>>>,
     pub dir_health: Arc<LogDir>,
 }
 
@@ -410,11 +436,17 @@ impl ReplicaManager {
     /// applied in log order: one older than the last applied is skipped (the newer one already
     /// holds its changes). A partition whose directory cannot be removed is logged and left;
     /// it does not stop this or any later change.
-    pub fn sync(&self, image: &MetadataImage) -> Result<()> {
-        let mut applied = self.applied.lock();
-        if applied.is_some_and(|a| a >= image.applied) {
-            return Ok(());
-        }
+    pub fn sync(&self, image: &Arc<MetadataImage>) -> Result<()> {
+        let mut newest = self.applied.lock();
+        // An older image than one already applied is never applied (it lacks what the newer
+        // one created); the newest is applied again instead, which also retries a partition
+        // that failed to open, so a caller never returns success without its partitions.
+        let image = match newest.as_ref() {
+            Some(n) if n.applied > image.applied => n.clone(),
+            _ => image.clone(),
+        };
+        *newest = Some(image.clone());
+        let image = &*image;
         let wanted = self.wanted(image);
         // Remove partitions no longer wanted (or whose topic was re-created under a new id).
         let doomed: Vec<Arc<Partition>> = {
@@ -461,7 +493,6 @@ impl ReplicaManager {
                 },
             }
         }
-        *applied = Some(image.applied);
         result
     }
 
@@ -498,6 +529,9 @@ impl ReplicaManager {
 
     /// Background housekeeping: age-based rolls and retention, for every partition.
     pub fn enforce_retention(&self) -> usize {
+        if self.dir_health.is_offline() {
+            return 0; // Nothing is written to an offline directory.
+        }
         let now = now_ms();
         let mut deleted = 0;
         for p in self.all() {

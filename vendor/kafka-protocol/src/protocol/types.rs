@@ -994,7 +994,9 @@ impl<T, E: Decoder<T>> Decoder<Option<Vec<T>>> for Array<E> {
                         buf.remaining()
                     );
                 }
-                let mut result = Vec::with_capacity(n as usize);
+                // Nor reserve for the claimed count: a 100 MiB request may claim 10^8 elements
+                // of a large struct. The vector grows with what is actually decoded.
+                let mut result = Vec::with_capacity((n as usize).min(1024));
                 for _ in 0..n {
                     result.push(self.0.decode(buf)?);
                 }
@@ -1110,7 +1112,7 @@ impl<T, E: Decoder<T>> Decoder<Option<Vec<T>>> for CompactArray<E> {
                         buf.remaining()
                     );
                 }
-                let mut result = Vec::with_capacity((n - 1) as usize);
+                let mut result = Vec::with_capacity(((n - 1) as usize).min(1024));
                 for _ in 1..n {
                     result.push(self.0.decode(buf)?);
                 }
