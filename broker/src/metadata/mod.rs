@@ -61,6 +61,24 @@ impl MetadataLog {
             if r.records.is_empty() {
                 break;
             }
+            // The next read starts after the last batch read, whatever records it held: a
+            // batch whose records stop short of its last offset made this loop re-read it
+            // forever (found by the log_recovery fuzz target).
+            let before = offset;
+            let mut pos = 0;
+            while let Some(h) = crate::log::BatchHeader::parse(&r.records[pos..]) {
+                offset = offset.max(h.base_offset.saturating_add(h.last_offset_delta as i64 + 1));
+                pos += h.total_len();
+                if h.total_len() == 0 || pos >= r.records.len() {
+                    break;
+                }
+            }
+            if offset <= before {
+                return Err(Error::Metadata(format!(
+                    "{}: the batch at offset {before} does not advance the log",
+                    log.dir().display()
+                )));
+            }
             let mut buf: Bytes = r.records;
             let sets = RecordBatchDecoder::decode_all(&mut buf).map_err(|e| {
                 Error::Metadata(format!(
@@ -70,7 +88,6 @@ impl MetadataLog {
             })?;
             for set in sets {
                 for rec in set.records {
-                    offset = offset.max(rec.offset + 1);
                     if rec.offset < log.log_start_offset() {
                         continue;
                     }
