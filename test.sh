@@ -2,9 +2,10 @@
 # Fjord's test command: everything CI runs, on a fresh machine or a warm one.
 #
 #   ./test.sh            all suites
-#   ./test.sh rust       one suite: rust | compat | librdkafka | perf-smoke | k8s
+#   ./test.sh rust       one suite: rust | fuzz | compat | librdkafka | perf-smoke | k8s
 #
-# It installs what the suites need by itself: the Rust components (rustfmt, clippy), a Python
+# It installs what the suites need by itself: the Rust components (rustfmt, clippy), cargo-fuzz
+# (from crates.io; the fuzz suite runs libFuzzer on stable Rust), a Python
 # venv with kafka-python and confluent-kafka from PyPI, Apache Kafka's jars and tools from
 # Maven Central, librdkafka's build dependencies and containerd/runc/CNI from Debian, and
 # Kubernetes, etcd, helm and CoreDNS built from their Go modules. Slow downloads and builds are
@@ -13,7 +14,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 export FJORD_CACHE="${FJORD_CACHE:-$HOME/.cache/fjord}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
-suites=("${@:-rust compat librdkafka perf-smoke k8s}")
+suites=("${@:-rust fuzz compat librdkafka perf-smoke k8s}")
 suites=(${suites[*]})
 
 step() { printf '\n=== %s (%s)\n' "$*" "$(date -u +%H:%M:%S)"; }
@@ -45,6 +46,12 @@ for suite in "${suites[@]}"; do
             step "cargo test (unit and integration tests against a broker on 127.0.0.1:0)"
             cargo test --release --locked
             ;;
+        fuzz)
+            ensure_rust
+            step "fuzzing: every target from the committed corpus, ${FUZZ_SECONDS:-30}s each"
+            # The instrumented build is kept with the caches: a fresh clone rebuilds only Fjord.
+            FJORD_FUZZ_TARGET_DIR="${FJORD_FUZZ_TARGET_DIR:-$FJORD_CACHE/fuzz-target}" e2e/fuzz/run
+            ;;
         compat)
             build_broker
             step "client compatibility: kafka-python, confluent-kafka, Apache Kafka CLI tools and Java clients"
@@ -70,7 +77,7 @@ for suite in "${suites[@]}"; do
             e2e/perf compare --smoke
             ;;
         *)
-            echo "unknown suite: $suite (rust | compat | librdkafka | perf-smoke | k8s)" >&2
+            echo "unknown suite: $suite (rust | fuzz | compat | librdkafka | perf-smoke | k8s)" >&2
             exit 2
             ;;
     esac

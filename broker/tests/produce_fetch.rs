@@ -184,6 +184,33 @@ async fn a_batch_over_max_message_bytes_is_message_too_large() -> TestResult {
 }
 
 #[tokio::test]
+async fn clients_cannot_write_to_internal_topics() -> TestResult {
+    let b = TestBroker::start(&[]).await?;
+    let mut c = b.client().await?;
+    let t = topic("user");
+    create_topic(&mut c, &t, 1, &[]).await?;
+    let (err, _) = produce(&mut c, &t, 0, batch(&[("k", "v")], Compression::None), 1).await?;
+    assert_eq!(err, 0);
+    for internal in ["__consumer_offsets", "__transaction_state"] {
+        let (err, _) = produce(
+            &mut c,
+            internal,
+            0,
+            batch(&[("k", "v")], Compression::None),
+            1,
+        )
+        .await?;
+        assert_eq!(err, 17, "{internal}: INVALID_TOPIC_EXCEPTION");
+    }
+    // A user topic that merely starts with "__" is an ordinary topic, as in Kafka.
+    let t = topic("__mine");
+    create_topic(&mut c, &t, 1, &[]).await?;
+    let (err, _) = produce(&mut c, &t, 0, batch(&[("k", "v")], Compression::None), 1).await?;
+    assert_eq!(err, 0);
+    Ok(())
+}
+
+#[tokio::test]
 async fn a_corrupt_batch_is_refused_and_stores_nothing() -> TestResult {
     let b = TestBroker::start(&[]).await?;
     let mut c = b.client().await?;

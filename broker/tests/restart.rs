@@ -2,6 +2,8 @@
 
 mod common;
 
+use std::time::Duration;
+
 use common::*;
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
@@ -119,6 +121,87 @@ async fn acknowledged_records_survive_a_crash() -> TestResult {
         (0..50).collect::<Vec<_>>()
     );
     assert_eq!(got[49].2, "value-49");
+    b.stop().await?;
+    drop(guard);
+    Ok(())
+}
+
+/// The group coordinator reloads committed offsets at start-up. It used to advance by the
+/// records it decoded, so a stored batch whose records end before its last offset (what a
+/// damaged file or a compacted batch can hold) was read again and again: start-up never ended.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_offsets_batch_that_ends_short_does_not_hang_start_up() -> TestResult {
+    const ONE: &[&str] = &["offsets.topic.num.partitions=1"];
+    let b = TestBroker::start(ONE).await?;
+    let mut c = b.client().await?;
+    let t = topic("short");
+    metadata(&mut c, &t, true).await?;
+    let commit = |group: &'static str, offset: i64| {
+        OffsetCommitRequest::default()
+            .with_group_id(GroupId(StrBytes::from_static_str(group)))
+            .with_generation_id_or_member_epoch(-1)
+            .with_topics(vec![OffsetCommitRequestTopic::default()
+                .with_name(name(&t))
+                .with_partitions(vec![OffsetCommitRequestPartition::default()
+                    .with_partition_index(0)
+                    .with_committed_offset(offset)])])
+    };
+    let r = c.send(commit("g1", 17), 8).await?;
+    assert_eq!(r.topics[0].partitions[0].error_code, 0);
+    drop(c);
+    let (dir, guard) = b.stop().await?;
+
+    // Copy the stored commit batch to offset 1 with lastOffsetDelta 3 (its one record stays
+    // at offset 1: the batch ends short of offset 4), CRC fixed, as a crash would leave it.
+    let seg = dir
+        .join("__consumer_offsets-0")
+        .join(format!("{:020}.log", 0));
+    let mut bytes = std::fs::read(&seg)?;
+    let len = 12 + i32::from_be_bytes(bytes[8..12].try_into()?) as usize;
+    anyhow::ensure!(bytes.len() == len, "one batch in the offsets log");
+    let mut short = bytes.clone();
+    short[0..8].copy_from_slice(&1i64.to_be_bytes());
+    short[23..27].copy_from_slice(&3i32.to_be_bytes());
+    let crc = crc32c::crc32c(&short[21..]);
+    short[17..21].copy_from_slice(&crc.to_be_bytes());
+    bytes.extend_from_slice(&short);
+    std::fs::write(&seg, &bytes)?;
+
+    let b = tokio::time::timeout(Duration::from_secs(30), TestBroker::start_in(&dir, ONE))
+        .await
+        .map_err(|_| anyhow::anyhow!("start-up did not finish"))??;
+    let mut c = b.client().await?;
+    let fetched = c
+        .send(
+            OffsetFetchRequest::default()
+                .with_group_id(GroupId(StrBytes::from_static_str("g1")))
+                .with_topics(Some(vec![OffsetFetchRequestTopic::default()
+                    .with_name(name(&t))
+                    .with_partition_indexes(vec![0])])),
+            7,
+        )
+        .await?;
+    assert_eq!(fetched.topics[0].partitions[0].committed_offset, 17);
+    // New commits land after the short batch and survive another restart.
+    let r = c.send(commit("g2", 5), 8).await?;
+    assert_eq!(r.topics[0].partitions[0].error_code, 0);
+    drop(c);
+    let (dir, _) = b.stop().await?;
+    let b = tokio::time::timeout(Duration::from_secs(30), TestBroker::start_in(&dir, ONE))
+        .await
+        .map_err(|_| anyhow::anyhow!("start-up did not finish"))??;
+    let mut c = b.client().await?;
+    let fetched = c
+        .send(
+            OffsetFetchRequest::default()
+                .with_group_id(GroupId(StrBytes::from_static_str("g2")))
+                .with_topics(Some(vec![OffsetFetchRequestTopic::default()
+                    .with_name(name(&t))
+                    .with_partition_indexes(vec![0])])),
+            7,
+        )
+        .await?;
+    assert_eq!(fetched.topics[0].partitions[0].committed_offset, 5);
     b.stop().await?;
     drop(guard);
     Ok(())

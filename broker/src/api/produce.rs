@@ -49,6 +49,15 @@ pub async fn handle(
                 ));
                 continue;
             }
+            // Only the coordinators write their own topics (Kafka: "Cannot append to
+            // internal topic", INVALID_TOPIC_EXCEPTION).
+            if name
+                .as_deref()
+                .is_some_and(crate::metadata::image::is_internal_topic)
+            {
+                partitions.push(partition_error(p.index, KafkaError::InvalidTopicException));
+                continue;
+            }
             let Some(partition) = name
                 .as_deref()
                 .and_then(|n| broker.replicas.get(n, p.index))

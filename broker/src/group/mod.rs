@@ -23,7 +23,7 @@ use parking_lot::Mutex;
 use tokio::sync::oneshot;
 
 use crate::config::BrokerConfig;
-use crate::log::batch::{build_batch, KeyValue};
+use crate::log::batch::{build_batch, BatchHeader, KeyValue};
 use crate::log::now_ms;
 use crate::replica::{ReplicaManager, TopicPartition};
 use consumer::{ConsumerGroup, Heartbeat, HeartbeatReply, Refusal, Topics};
@@ -226,17 +226,23 @@ impl GroupCoordinator {
                 if r.records.is_empty() {
                     break;
                 }
-                let mut buf = r.records;
-                let sets = match RecordBatchDecoder::decode_all(&mut buf) {
-                    Ok(s) => s,
-                    Err(e) => {
-                        tracing::warn!(partition = p, offset, error = %e, "skipping undecodable offsets batch");
-                        break;
-                    }
-                };
-                for set in sets {
+                // Advance by the batch headers, not the records: a compacted batch can end
+                // short of its last offset, and a read from there returns the same batch.
+                let before = offset;
+                let mut pos = 0;
+                while let Some(h) = r.records.get(pos..).and_then(BatchHeader::parse) {
+                    let end = pos.saturating_add(h.total_len()).min(r.records.len());
+                    offset = offset.max(h.last_offset().saturating_add(1));
+                    let mut one = r.records.slice(pos..end);
+                    pos = end;
+                    let set = match RecordBatchDecoder::decode(&mut one) {
+                        Ok(set) => set,
+                        Err(e) => {
+                            tracing::warn!(partition = p, offset = h.base_offset, error = %e, "skipping an undecodable offsets batch");
+                            continue;
+                        }
+                    };
                     for rec in set.records {
-                        offset = offset.max(rec.offset + 1);
                         let Some(mut key) = rec.key else { continue };
                         let mut value = rec.value;
                         if let Some((group, tp, o)) = parse_offset_record(&mut key, value.as_mut())
@@ -253,6 +259,14 @@ impl GroupCoordinator {
                             loaded += 1;
                         }
                     }
+                }
+                if offset <= before {
+                    tracing::warn!(
+                        partition = p,
+                        offset,
+                        "the offsets log makes no progress here; loaded up to this offset"
+                    );
+                    break;
                 }
             }
         }

@@ -69,8 +69,12 @@ impl BatchHeader {
         LOG_OVERHEAD + self.batch_length.max(0) as usize
     }
 
+    /// The offset of the batch's last record. Saturates: a header read from a damaged file
+    /// (after a clean shutdown the saved summary is trusted and headers are not re-checked)
+    /// must not overflow.
     pub fn last_offset(&self) -> i64 {
-        self.base_offset + self.last_offset_delta as i64
+        self.base_offset
+            .saturating_add(self.last_offset_delta as i64)
     }
 
     pub fn compression(&self) -> i16 {

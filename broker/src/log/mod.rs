@@ -88,6 +88,13 @@ impl PartitionLog {
             .iter()
             .filter_map(|name| name.strip_suffix(".log")?.parse::<i64>().ok())
             .collect();
+        if let Some(&base) = bases.iter().find(|&&b| b < 0) {
+            return Err(Error::SegmentCorrupt {
+                path: dir.join(segment::file_name(base, "log")),
+                position: 0,
+                reason: "a segment's base offset cannot be negative".into(),
+            });
+        }
         bases.sort_unstable();
         let mut segments = Vec::with_capacity(bases.len().max(1));
         let n = bases.len();
@@ -202,6 +209,18 @@ impl PartitionLog {
         let first = self.next_offset();
         for (pos, h) in batches {
             let raw = &records[*pos..*pos + h.total_len()];
+            // Only a damaged log (a segment file named near i64::MAX) gets here.
+            if self
+                .next_offset()
+                .checked_add(h.last_offset_delta as i64 + 1)
+                .is_none()
+            {
+                return Err(Error::SegmentCorrupt {
+                    path: self.dir.clone(),
+                    position: self.active().size,
+                    reason: format!("offsets after {} would pass 2^63-1", self.next_offset()),
+                });
+            }
             self.maybe_roll(raw.len(), now)?;
             let base = self.next_offset();
             let interval = self.config.index_interval_bytes;
@@ -535,6 +554,46 @@ mod tests {
         let mut v = Vec::new();
         log.for_each_header(|h| v.push(h.base_offset)).unwrap();
         v
+    }
+
+    /// Found by fuzzing `log_recovery` (`fuzz/corpus/log_recovery/regression-*`): offsets no
+    /// append can write are damage, not wrapped arithmetic.
+    #[test]
+    fn offsets_near_the_ends_of_i64_are_damage() {
+        // A batch at base offset 2^63-1, found by a recovery scan: cut, not a log end of -2^63.
+        let dir = tempfile::tempdir().unwrap();
+        let mut b = build_batch(0, 1, &[(None, Some(b"v"))]);
+        b[0..8].copy_from_slice(&i64::MAX.to_be_bytes());
+        fs::write(dir.path().join(segment::file_name(0, "log")), &b).unwrap();
+        let log = PartitionLog::open(dir.path(), cfg(), true).unwrap();
+        assert_eq!(log.next_offset(), 0);
+        assert_eq!(log.size_bytes(), 0);
+
+        // A batch too far from its segment's base for the index's relative offsets.
+        let dir = tempfile::tempdir().unwrap();
+        let mut b = build_batch(0, 1, &[(None, Some(b"v"))]);
+        b[0..8].copy_from_slice(&(u32::MAX as i64 + 1).to_be_bytes());
+        fs::write(dir.path().join(segment::file_name(0, "log")), &b).unwrap();
+        let log = PartitionLog::open(dir.path(), cfg(), false).unwrap();
+        assert_eq!(log.next_offset(), 0);
+
+        // A segment file named with a negative base offset: start-up names it.
+        let dir = tempfile::tempdir().unwrap();
+        let name = segment::file_name(-5, "log");
+        fs::write(dir.path().join(&name), b"").unwrap();
+        let e = PartitionLog::open(dir.path(), cfg(), true).unwrap_err();
+        assert!(e.to_string().contains(&name), "{e}");
+
+        // An empty last segment named 2^63-1: appends are refused instead of wrapping.
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join(segment::file_name(0, "log")), b"").unwrap();
+        fs::write(dir.path().join(segment::file_name(i64::MAX, "log")), b"").unwrap();
+        let mut log = PartitionLog::open(dir.path(), cfg(), true).unwrap();
+        assert_eq!(log.next_offset(), i64::MAX);
+        let b = build_batch(0, 1, &[(None, Some(b"v"))]);
+        let batches = validate_record_set(&b, 1 << 20).unwrap();
+        assert!(log.append(&b, &batches, 0, 1).is_err());
+        assert_eq!(log.next_offset(), i64::MAX);
     }
 
     #[test]

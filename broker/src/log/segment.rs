@@ -216,7 +216,8 @@ impl Segment {
         let size = u64::from_be_bytes(meta[0..8].try_into().ok()?);
         let next = i64::from_be_bytes(meta[8..16].try_into().ok()?);
         let max_ts = i64::from_be_bytes(meta[16..24].try_into().ok()?);
-        if size != file_len {
+        // A summary that cannot describe this segment is stale (or damaged): rebuild.
+        if size != file_len || next < self.base_offset {
             return None;
         }
         let ib = fs::read(&ip).ok()?;
@@ -339,6 +340,19 @@ impl Segment {
             {
                 break;
             }
+            // Offsets the index cannot hold relative to the segment's base, or a batch whose
+            // last offset overflows: no append writes either, so the bytes are damage.
+            let Some(rel) = h
+                .base_offset
+                .checked_sub(self.base_offset)
+                .and_then(|r| u32::try_from(r).ok())
+            else {
+                break;
+            };
+            let Some(next_offset) = h.base_offset.checked_add(h.last_offset_delta as i64 + 1)
+            else {
+                break;
+            };
             if verify {
                 buf.resize(len as usize, 0);
                 self.handle()?
@@ -349,17 +363,15 @@ impl Segment {
                 }
             }
             if s.index.is_empty() || s.bytes_since_index >= index_interval {
-                s.index
-                    .push(((h.base_offset - self.base_offset) as u32, pos as u32));
+                s.index.push((rel, pos as u32));
                 s.bytes_since_index = 0;
             }
             s.bytes_since_index += len as u32;
             if h.max_timestamp > s.max_timestamp {
                 s.max_timestamp = h.max_timestamp;
-                s.time_index
-                    .push((h.max_timestamp, (h.base_offset - self.base_offset) as u32));
+                s.time_index.push((h.max_timestamp, rel));
             }
-            s.next_offset = h.last_offset() + 1;
+            s.next_offset = next_offset;
             pos += len;
             s.valid_len = pos;
         }

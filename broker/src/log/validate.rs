@@ -213,8 +213,18 @@ impl<R: BufRead> Source for StreamSource<R> {
     }
 }
 
+/// A record whose fields do not add up. Kafka's `DefaultRecord.readFrom` throws
+/// `InvalidRecordException` for these (INVALID_RECORD, which producers do not retry); only a
+/// CRC mismatch or a payload that does not decompress is CORRUPT_MESSAGE.
+fn malformed(message: String) -> Invalid {
+    Invalid::Record {
+        message,
+        records: Vec::new(),
+    }
+}
+
 fn corrupt(what: &str) -> Invalid {
-    Invalid::Corrupt(format!("invalid record structure: {what}"))
+    malformed(format!("invalid record structure: {what}"))
 }
 
 /// A zig-zag varint of at most `max_bytes` bytes (5 for int, 10 for long).
@@ -260,7 +270,16 @@ fn parse_records(
         let mut counted = Counting { inner: src, n: 0 };
         let _attributes = counted.byte()?.ok_or_else(|| corrupt("attributes"))?;
         let timestamp_delta = varint(&mut counted, 10, "timestamp delta")?;
-        let _offset_delta = varint(&mut counted, 5, "offset delta")?;
+        let offset_delta = varint(&mut counted, 5, "offset delta")?;
+        // Kafka's validator requires the inner records of a compressed batch to be numbered
+        // 0, 1, 2...; an uncompressed batch's deltas are kept as sent (as Kafka keeps them).
+        if h.compression() != 0 && h.base_offset.wrapping_add(offset_delta) != i as i64 {
+            return Err(malformed(format!(
+                "Inner record {i} inside the compressed record batch does not have incremental \
+                 offsets, expected offset is {i}, found {}",
+                h.base_offset.wrapping_add(offset_delta)
+            )));
+        }
         let key_len = skip_field(&mut counted, "key")?;
         skip_field(&mut counted, "value")?;
         let headers = varint(&mut counted, 5, "header count")?;
@@ -277,7 +296,7 @@ fn parse_records(
             }
         }
         if counted.n != size as u64 {
-            return Err(Invalid::Corrupt(format!(
+            return Err(malformed(format!(
                 "Invalid record size: expected to read {size} bytes in record payload, but instead read {}",
                 counted.n
             )));
@@ -294,7 +313,7 @@ fn parse_records(
         }
     }
     if src.byte()?.is_some() {
-        return Err(Invalid::Corrupt(
+        return Err(malformed(
             "Incorrect declared batch size, records still remaining in file".into(),
         ));
     }
@@ -476,6 +495,10 @@ mod tests {
     }
 
     fn encoded(compression: Compression, values: &[&[u8]], ts: i64) -> Bytes {
+        encoded_from(compression, values, ts, 0)
+    }
+
+    fn encoded_from(compression: Compression, values: &[&[u8]], ts: i64, first: i64) -> Bytes {
         let records: Vec<Record> = values
             .iter()
             .enumerate()
@@ -487,7 +510,7 @@ mod tests {
                 producer_id: -1,
                 producer_epoch: -1,
                 timestamp_type: TimestampType::Creation,
-                offset: i as i64,
+                offset: first + i as i64,
                 // The encoder starts a new batch unless offset - sequence stays constant.
                 sequence: i as i32 - 1,
                 timestamp: ts + i as i64,
@@ -572,16 +595,19 @@ mod tests {
     }
 
     #[test]
-    fn fewer_records_than_claimed_or_trailing_bytes_are_corrupt() {
+    fn fewer_records_than_claimed_or_trailing_bytes_are_invalid_records() {
         // Count and last offset delta both say 3; the body holds 2.
         let b = build_batch(0, NOW, &[(None, Some(b"a")), (None, Some(b"b"))]);
         let mut bad = patch(&b, 57, &3i32.to_be_bytes());
         bad = patch(&bad, 23, &2i32.to_be_bytes());
-        assert!(matches!(check(&bad, &rules()), Err(Invalid::Corrupt(_))));
+        assert!(matches!(check(&bad, &rules()), Err(Invalid::Record { .. })));
         // Claims 1 record but holds 2.
         let mut bad = patch(&b, 57, &1i32.to_be_bytes());
         bad = patch(&bad, 23, &0i32.to_be_bytes());
-        assert!(matches!(check(&bad, &rules()), Err(Invalid::Corrupt(_))));
+        assert!(matches!(
+            check(&bad, &rules()),
+            Err(Invalid::Record { message, .. }) if message.contains("records still remaining")
+        ));
     }
 
     #[test]
@@ -655,8 +681,13 @@ mod tests {
             }
             let first = bad[0..8].to_owned();
             let bad = patch(&bad, 0, &first);
+            // Usually the codec's own checksum or framing fails (CORRUPT_MESSAGE); a codec
+            // without a checksum may inflate to garbage records instead (INVALID_RECORD).
             assert!(
-                matches!(check(&bad, &rules()), Err(Invalid::Corrupt(_))),
+                matches!(
+                    check(&bad, &rules()),
+                    Err(Invalid::Corrupt(_) | Invalid::Record { .. })
+                ),
                 "{c:?}: {:?}",
                 check(&bad, &rules())
             );
@@ -717,6 +748,26 @@ mod tests {
         b[8..12].copy_from_slice(&len.to_be_bytes());
         let b = patch(&b, 21, &2i16.to_be_bytes());
         assert!(matches!(check(&b, &rules()), Err(Invalid::Corrupt(_))));
+    }
+
+    #[test]
+    fn compressed_inner_offsets_must_count_from_zero() {
+        for c in [Compression::Gzip, Compression::Zstd] {
+            let good = encoded_from(c, &[b"a", b"b"], NOW, 0);
+            assert_eq!(check(&good, &rules()), Ok(None), "{c:?}");
+            let bad = encoded_from(c, &[b"a", b"b"], NOW, 7);
+            assert!(
+                matches!(
+                    check(&bad, &rules()),
+                    Err(Invalid::Record { message, .. }) if message.contains("incremental offsets")
+                ),
+                "{c:?}: {:?}",
+                check(&bad, &rules())
+            );
+        }
+        // Uncompressed batches keep their deltas as sent, as in Kafka.
+        let plain = encoded_from(Compression::None, &[b"a", b"b"], NOW, 7);
+        assert_eq!(check(&plain, &rules()), Ok(None));
     }
 
     proptest::proptest! {

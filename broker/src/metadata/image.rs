@@ -70,9 +70,19 @@ pub struct TopicImage {
     pub configs: BTreeMap<String, String>,
 }
 
+/// The topics the broker's coordinators write (Kafka's `Topic.INTERNAL_TOPICS`).
+pub fn is_internal_topic(name: &str) -> bool {
+    matches!(
+        name,
+        "__consumer_offsets" | "__transaction_state" | "__share_group_state"
+    )
+}
+
 impl TopicImage {
+    /// Kafka's `Topic.isInternal`: the coordinators' own topics. Clients cannot produce to
+    /// them or delete them; a user topic that merely starts with `__` is not internal.
     pub fn is_internal(&self) -> bool {
-        self.name.starts_with("__")
+        is_internal_topic(&self.name)
     }
 }
 

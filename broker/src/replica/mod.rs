@@ -129,8 +129,22 @@ impl Partition {
         records: &[u8],
         max_message_bytes: Option<usize>,
     ) -> Result<AppendOutcome> {
-        let mut st = self.state.lock();
-        let max = max_message_bytes.unwrap_or(st.log.config.max_message_bytes.max(0) as usize);
+        // The topic's rules, read under the lock; the checks (which may decompress) run
+        // without it, so producers to one partition validate in parallel.
+        let now = now_ms();
+        let (max, rules) = {
+            let st = self.state.lock();
+            let cfg = &st.log.config;
+            let rules = Rules {
+                now_ms: now,
+                create_time: !cfg.log_append_time,
+                timestamp_before_max_ms: cfg.timestamp_before_max_ms,
+                timestamp_after_max_ms: cfg.timestamp_after_max_ms,
+                compacted: cfg.compact,
+            };
+            let max = max_message_bytes.unwrap_or(cfg.max_message_bytes.max(0) as usize);
+            (max, rules)
+        };
         let batches = match validate_record_set(records, max) {
             Ok(b) => b,
             Err(BatchError::TooLarge { .. }) => {
@@ -145,15 +159,6 @@ impl Partition {
                 tracing::warn!(partition = %self.tp.dir_name(), %why, "refusing a corrupt record set");
                 return Ok(AppendOutcome::error(ResponseError::CorruptMessage));
             }
-        };
-        let now = now_ms();
-        let cfg = &st.log.config;
-        let rules = Rules {
-            now_ms: now,
-            create_time: !cfg.log_append_time,
-            timestamp_before_max_ms: cfg.timestamp_before_max_ms,
-            timestamp_after_max_ms: cfg.timestamp_after_max_ms,
-            compacted: cfg.compact,
         };
         let mut first_index = 0i32;
         let mut corrected: Vec<(usize, i64)> = Vec::new();
@@ -202,6 +207,7 @@ impl Partition {
                 .map_err(|e| Error::CorruptBatch(format!("{e:?} after a timestamp fix")))?;
             (owned.as_slice(), batches)
         };
+        let mut st = self.state.lock();
         // Idempotence is checked for every batch before any is written, each against the state
         // the batches before it in this request leave, so a request is appended whole or not
         // at all.
