@@ -226,6 +226,7 @@ impl Broker {
             return Ok(());
         }
         let partitions = self.config.offsets_topic_num_partitions;
+        let segment_bytes = self.config.offsets_topic_segment_bytes;
         let defaults = self.defaults();
         self.commit_metadata(|img| {
             if img.topics.contains_key(OFFSETS_TOPIC) {
@@ -233,7 +234,7 @@ impl Broker {
             }
             let mut configs = BTreeMap::new();
             configs.insert("cleanup.policy".to_string(), "compact".to_string());
-            configs.insert("segment.bytes".to_string(), (100 << 20).to_string());
+            configs.insert("segment.bytes".to_string(), segment_bytes.to_string());
             let spec = TopicSpec {
                 name: OFFSETS_TOPIC,
                 partitions,

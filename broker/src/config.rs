@@ -98,6 +98,8 @@ pub const BROKER_KEYS: &[KeyDef] = &[
     key("offsets.topic.num.partitions", Int, Some("50")),
     key("offsets.topic.replication.factor", Int, Some("1")),
     key("offsets.retention.minutes", Int, Some("10080")),
+    key("offsets.topic.segment.bytes", Int, Some("104857600")),
+    key("offset.metadata.max.bytes", Int, Some("4096")),
     key("group.initial.rebalance.delay.ms", Int, Some("3000")),
     key("group.min.session.timeout.ms", Int, Some("6000")),
     key("group.max.session.timeout.ms", Int, Some("1800000")),
@@ -146,49 +148,99 @@ pub const BROKER_KEYS: &[KeyDef] = &[
     key("metadata.log.dir", Ignored, None),
 ];
 
-/// Topic-level settings: name, type, the broker key whose value is the default.
-pub const TOPIC_KEYS: &[(&str, ValueType, &str)] = &[
-    ("cleanup.policy", List, "log.cleanup.policy"),
-    (
+/// A topic-level setting: its name, type, the broker key whose effective value is its default
+/// (`""`: none), and the smallest value it takes (numbers only). Defaults live only in
+/// [`BROKER_KEYS`].
+pub struct TopicKey {
+    pub name: &'static str,
+    pub ty: ValueType,
+    pub broker_key: &'static str,
+    pub min: i64,
+}
+
+const fn topic_key(name: &'static str, ty: ValueType, broker_key: &'static str) -> TopicKey {
+    TopicKey {
+        name,
+        ty,
+        broker_key,
+        min: 0,
+    }
+}
+
+const fn topic_key_min(
+    name: &'static str,
+    ty: ValueType,
+    broker_key: &'static str,
+    min: i64,
+) -> TopicKey {
+    TopicKey {
+        name,
+        ty,
+        broker_key,
+        min,
+    }
+}
+
+/// Every topic-level setting Fjord accepts.
+pub const TOPIC_KEYS: &[TopicKey] = &[
+    topic_key("cleanup.policy", List, "log.cleanup.policy"),
+    topic_key(
         "delete.retention.ms",
         Long,
         "log.cleaner.delete.retention.ms",
     ),
-    (
+    topic_key(
         "min.compaction.lag.ms",
         Long,
         "log.cleaner.min.compaction.lag.ms",
     ),
-    ("compression.type", Str, "compression.type"),
-    ("retention.ms", Long, "log.retention.ms"),
-    ("retention.bytes", Long, "log.retention.bytes"),
-    ("segment.bytes", Int, "log.segment.bytes"),
-    ("segment.ms", Long, "log.roll.ms"),
-    ("max.message.bytes", Int, "message.max.bytes"),
-    ("message.timestamp.type", Str, "log.message.timestamp.type"),
-    (
+    topic_key("compression.type", Str, "compression.type"),
+    topic_key_min("retention.ms", Long, "log.retention.ms", -1),
+    topic_key_min("retention.bytes", Long, "log.retention.bytes", -1),
+    topic_key_min("segment.bytes", Int, "log.segment.bytes", 14),
+    topic_key_min("segment.ms", Long, "log.roll.ms", 1),
+    topic_key("max.message.bytes", Int, "message.max.bytes"),
+    topic_key("message.timestamp.type", Str, "log.message.timestamp.type"),
+    topic_key(
         "message.timestamp.before.max.ms",
         Long,
         "log.message.timestamp.before.max.ms",
     ),
-    (
+    topic_key(
         "message.timestamp.after.max.ms",
         Long,
         "log.message.timestamp.after.max.ms",
     ),
-    ("min.insync.replicas", Int, "min.insync.replicas"),
-    ("index.interval.bytes", Int, "log.index.interval.bytes"),
-    ("file.delete.delay.ms", Long, "log.segment.delete.delay.ms"),
-    (
+    topic_key_min("min.insync.replicas", Int, "min.insync.replicas", 1),
+    topic_key_min("index.interval.bytes", Int, "log.index.interval.bytes", 1),
+    topic_key("file.delete.delay.ms", Long, "log.segment.delete.delay.ms"),
+    topic_key(
         "unclean.leader.election.enable",
         Bool,
         "unclean.leader.election.enable",
     ),
-    ("flush.messages", Long, "log.flush.interval.messages"),
-    // Set and cleared by kafka-reassign-partitions; no broker-wide default ("").
-    ("leader.replication.throttled.replicas", List, ""),
-    ("follower.replication.throttled.replicas", List, ""),
+    topic_key("flush.messages", Long, "log.flush.interval.messages"),
+    // Set and cleared by kafka-reassign-partitions; no broker-wide default.
+    topic_key("leader.replication.throttled.replicas", List, ""),
+    topic_key("follower.replication.throttled.replicas", List, ""),
 ];
+
+pub fn topic_key_def(name: &str) -> Option<&'static TopicKey> {
+    TOPIC_KEYS.iter().find(|t| t.name == name)
+}
+
+/// The broker key a topic key's default comes from.
+pub fn broker_key_of(topic_key: &str) -> Option<&'static str> {
+    topic_key_def(topic_key)
+        .map(|t| t.broker_key)
+        .filter(|b| !b.is_empty())
+}
+
+/// A topic key's value when neither the topic nor the broker sets it: the built-in default of
+/// its broker key (derived keys included, `retention.ms` from `log.retention.hours`).
+pub fn topic_default(topic_key: &str) -> Option<String> {
+    static_value_in(&BTreeMap::new(), broker_key_of(topic_key)?)
+}
 
 /// Broker keys that may be changed at run time with IncrementalAlterConfigs / AlterConfigs.
 pub const DYNAMIC_BROKER_KEYS: &[&str] = &[
@@ -282,6 +334,9 @@ pub struct BrokerConfig {
     /// A connection with no request for this long is closed (Kafka's default: 10 minutes).
     pub connections_max_idle_ms: u64,
     pub offsets_topic_num_partitions: i32,
+    pub offsets_topic_segment_bytes: i32,
+    /// The longest metadata string an offset commit may carry (OFFSET_METADATA_TOO_LARGE).
+    pub offset_metadata_max_bytes: usize,
     pub offsets_retention_ms: i64,
     pub group_initial_rebalance_delay_ms: u64,
     pub group_min_session_timeout_ms: i32,
@@ -355,7 +410,8 @@ impl BrokerConfig {
         };
 
         let node_id = match raw.get("broker.id") {
-            Some(b) if !raw.contains_key("node.id") => b.parse().unwrap_or(1),
+            // Checked as an Int above.
+            Some(b) if !raw.contains_key("node.id") => b.parse().unwrap_or_default(),
             _ => int("node.id") as i32,
         };
         if node_id < 0 {
@@ -466,6 +522,8 @@ impl BrokerConfig {
             socket_request_max_bytes: positive("socket.request.max.bytes", 1024)? as usize,
             connections_max_idle_ms: positive("connections.max.idle.ms", 1)? as u64,
             offsets_topic_num_partitions: positive("offsets.topic.num.partitions", 1)? as i32,
+            offsets_topic_segment_bytes: positive("offsets.topic.segment.bytes", 14)? as i32,
+            offset_metadata_max_bytes: positive("offset.metadata.max.bytes", 0)? as usize,
             offsets_retention_ms: positive("offsets.retention.minutes", 1)? * 60_000,
             group_initial_rebalance_delay_ms: positive("group.initial.rebalance.delay.ms", 0)?
                 as u64,
@@ -489,10 +547,10 @@ impl BrokerConfig {
             ));
         }
         // Validate the static topic defaults through the same checks a topic config gets.
-        for (name, _, broker_key) in TOPIC_KEYS {
-            if let Some(v) = cfg.static_value(broker_key) {
-                validate_topic_value(name, &v)
-                    .map_err(|reason| Error::config(broker_key, reason))?;
+        for t in TOPIC_KEYS.iter().filter(|t| !t.broker_key.is_empty()) {
+            if let Some(v) = cfg.static_value(t.broker_key) {
+                validate_topic_value(t.name, &v)
+                    .map_err(|reason| Error::config(t.broker_key, reason))?;
             }
         }
         Ok(cfg)
@@ -501,38 +559,9 @@ impl BrokerConfig {
     /// The effective static value of a broker key (set, derived, or default).
     pub fn static_value(&self, key: &str) -> Option<String> {
         match key {
-            "log.retention.ms" => {
-                if let Some(v) = self.raw.get("log.retention.ms") {
-                    return Some(v.clone());
-                }
-                if let Some(m) = self.raw.get("log.retention.minutes") {
-                    return m.parse::<i64>().ok().map(|m| (m * 60_000).to_string());
-                }
-                let h = self
-                    .raw
-                    .get("log.retention.hours")
-                    .and_then(|h| h.parse::<i64>().ok())
-                    .unwrap_or(168);
-                Some((h * 3_600_000).to_string())
-            }
-            "log.roll.ms" => {
-                if let Some(v) = self.raw.get("log.roll.ms") {
-                    return Some(v.clone());
-                }
-                let h = self
-                    .raw
-                    .get("log.roll.hours")
-                    .and_then(|h| h.parse::<i64>().ok())
-                    .unwrap_or(168);
-                Some((h * 3_600_000).to_string())
-            }
             "log.dirs" => Some(self.log_dir.display().to_string()),
             "node.id" | "broker.id" => Some(self.node_id.to_string()),
-            _ => self
-                .raw
-                .get(key)
-                .cloned()
-                .or_else(|| default_of(key).map(str::to_string)),
+            _ => static_value_in(&self.raw, key),
         }
     }
 
@@ -561,6 +590,45 @@ pub fn default_of(key: &str) -> Option<&'static str> {
         .and_then(|d| d.default)
 }
 
+/// A numeric key's built-in default (the table's defaults are checked by a unit test).
+fn numeric_default(key: &str) -> i64 {
+    default_of(key)
+        .and_then(|d| d.parse().ok())
+        .unwrap_or_default()
+}
+
+/// The value of a broker key in `raw` (the operator's settings), falling back to the key it
+/// derives from as Kafka does (`log.retention.ms` < `.minutes` < `.hours`, `log.roll.ms` <
+/// `.hours`), then to its default.
+fn static_value_in(raw: &BTreeMap<String, String>, key: &str) -> Option<String> {
+    let number = |k: &str| -> i64 {
+        raw.get(k)
+            .and_then(|v| v.parse::<i64>().ok())
+            .unwrap_or_else(|| numeric_default(k))
+    };
+    match key {
+        "log.retention.ms" => {
+            if let Some(v) = raw.get("log.retention.ms") {
+                return Some(v.clone());
+            }
+            if let Some(m) = raw.get("log.retention.minutes") {
+                return m.parse::<i64>().ok().map(|m| (m * 60_000).to_string());
+            }
+            Some((number("log.retention.hours") * 3_600_000).to_string())
+        }
+        "log.roll.ms" => {
+            if let Some(v) = raw.get("log.roll.ms") {
+                return Some(v.clone());
+            }
+            Some((number("log.roll.hours") * 3_600_000).to_string())
+        }
+        _ => raw
+            .get(key)
+            .cloned()
+            .or_else(|| default_of(key).map(str::to_string)),
+    }
+}
+
 fn check_value(key: &str, ty: ValueType, v: &str) -> Result<()> {
     let ok = match ty {
         Int => v.parse::<i32>().is_ok(),
@@ -577,21 +645,13 @@ fn check_value(key: &str, ty: ValueType, v: &str) -> Result<()> {
 
 /// Checks one topic-level value; the error is a sentence for the client.
 pub fn validate_topic_value(key: &str, value: &str) -> std::result::Result<(), String> {
-    let (_, ty, _) = TOPIC_KEYS
-        .iter()
-        .find(|(k, _, _)| *k == key)
-        .ok_or_else(|| format!("Unknown topic config name: {key}"))?;
+    let def = topic_key_def(key).ok_or_else(|| format!("Unknown topic config name: {key}"))?;
+    let (ty, min) = (def.ty, def.min);
     let bad = || format!("Invalid value {value} for configuration {key}");
-    match *ty {
+    match ty {
         Int | Long => {
             let n = value.parse::<i64>().map_err(|_| bad())?;
-            let min = match key {
-                "retention.ms" | "retention.bytes" => -1,
-                "segment.bytes" => 14,
-                "segment.ms" | "min.insync.replicas" => 1,
-                _ => 0,
-            };
-            if n < min || (*ty == Int && n > i32::MAX as i64) {
+            if n < min || (ty == Int && n > i32::MAX as i64) {
                 return Err(format!("{}: value must be at least {min}", bad()));
             }
         }
@@ -637,22 +697,33 @@ pub struct TopicConfig {
 
 impl TopicConfig {
     /// Resolves from a lookup that already applied override > dynamic > static > default.
+    /// Keys the lookup does not answer take their built-in default ([`topic_default`]);
+    /// numbers are held to the key's minimum.
     pub fn resolve(lookup: impl Fn(&str) -> Option<String>) -> Self {
-        let num = |k: &str, d: i64| lookup(k).and_then(|v| v.parse::<i64>().ok()).unwrap_or(d);
+        let text = |k: &str| lookup(k).or_else(|| topic_default(k));
+        let num = |k: &str| {
+            let min = topic_key_def(k).map_or(i64::MIN, |d| d.min);
+            text(k)
+                .and_then(|v| v.parse::<i64>().ok())
+                .or_else(|| topic_default(k).and_then(|v| v.parse().ok()))
+                .unwrap_or_default()
+                .max(min)
+        };
+        let policy = text("cleanup.policy").unwrap_or_default();
         TopicConfig {
-            retention_ms: num("retention.ms", 604_800_000),
-            retention_bytes: num("retention.bytes", -1),
-            segment_bytes: num("segment.bytes", 1 << 30).max(14) as u64,
-            segment_ms: num("segment.ms", 604_800_000).max(1),
-            max_message_bytes: num("max.message.bytes", 1_048_588) as i32,
-            log_append_time: lookup("message.timestamp.type").as_deref() == Some("LogAppendTime"),
-            index_interval_bytes: num("index.interval.bytes", 4096).max(1) as u32,
-            compact: lookup("cleanup.policy").is_some_and(|p| p.contains("compact")),
-            delete: lookup("cleanup.policy").is_none_or(|p| p.contains("delete")),
-            delete_retention_ms: num("delete.retention.ms", 86_400_000),
-            min_compaction_lag_ms: num("min.compaction.lag.ms", 0),
-            timestamp_before_max_ms: num("message.timestamp.before.max.ms", i64::MAX).max(0),
-            timestamp_after_max_ms: num("message.timestamp.after.max.ms", 3_600_000).max(0),
+            retention_ms: num("retention.ms"),
+            retention_bytes: num("retention.bytes"),
+            segment_bytes: num("segment.bytes") as u64,
+            segment_ms: num("segment.ms"),
+            max_message_bytes: num("max.message.bytes") as i32,
+            log_append_time: text("message.timestamp.type").as_deref() == Some("LogAppendTime"),
+            index_interval_bytes: num("index.interval.bytes") as u32,
+            compact: policy.contains("compact"),
+            delete: policy.contains("delete"),
+            delete_retention_ms: num("delete.retention.ms"),
+            min_compaction_lag_ms: num("min.compaction.lag.ms"),
+            timestamp_before_max_ms: num("message.timestamp.before.max.ms"),
+            timestamp_after_max_ms: num("message.timestamp.after.max.ms"),
         }
     }
 }
@@ -680,6 +751,45 @@ mod tests {
         assert_eq!(policy(Some("compact")), (true, false));
         assert_eq!(policy(Some("compact,delete")), (true, true));
         assert_eq!(policy(Some("delete,compact")), (true, true));
+    }
+
+    /// Each default is written once, in `BROKER_KEYS`; topic defaults and the typed
+    /// `TopicConfig` come from it.
+    #[test]
+    fn the_key_tables_are_consistent_and_defaults_come_from_one_place() {
+        for d in BROKER_KEYS {
+            if let Some(v) = d.default {
+                check_value(d.name, d.ty, v).unwrap();
+            }
+        }
+        for t in TOPIC_KEYS {
+            if !t.broker_key.is_empty() {
+                assert!(
+                    BROKER_KEYS.iter().any(|d| d.name == t.broker_key),
+                    "{} derives from unknown {}",
+                    t.name,
+                    t.broker_key
+                );
+            }
+            if let Some(v) = topic_default(t.name) {
+                validate_topic_value(t.name, &v).unwrap();
+            }
+        }
+        for k in DYNAMIC_BROKER_KEYS {
+            assert!(BROKER_KEYS.iter().any(|d| d.name == *k), "{k}");
+        }
+        let built_in = TopicConfig::resolve(|_| None);
+        assert_eq!(built_in, TopicConfig::resolve(topic_default));
+        assert_eq!(built_in.retention_ms, 7 * 24 * 3_600_000);
+        assert_eq!(built_in.segment_bytes, 1 << 30);
+        assert_eq!(built_in.segment_ms, 7 * 24 * 3_600_000);
+        assert_eq!(built_in.max_message_bytes, 1_048_588);
+        assert_eq!(built_in.timestamp_before_max_ms, i64::MAX);
+        assert_eq!(built_in.timestamp_after_max_ms, 3_600_000);
+        assert!(built_in.delete && !built_in.compact);
+        // Out-of-range values are held to the key's minimum.
+        let low = TopicConfig::resolve(|k| (k == "segment.bytes").then(|| "1".to_string()));
+        assert_eq!(low.segment_bytes, 14);
     }
 
     #[test]

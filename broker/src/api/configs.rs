@@ -111,13 +111,14 @@ fn describe_topic(
         .ok_or(KafkaError::UnknownTopicOrPartition)?;
     Ok(TOPIC_KEYS
         .iter()
-        .map(|(key, ty, broker_key)| {
-            let synonyms = topic_synonyms(broker, image, Some(&topic.configs), key, broker_key);
+        .map(|t| {
+            let synonyms =
+                topic_synonyms(broker, image, Some(&topic.configs), t.name, t.broker_key);
             let (value, source) = match synonyms.first() {
                 Some(s) => (s.value.as_ref().map(|v| v.to_string()), s.source),
                 None => (None, SOURCE_DEFAULT),
             };
-            entry(key, value, source, *ty, false).with_synonyms(synonyms)
+            entry(t.name, value, source, t.ty, false).with_synonyms(synonyms)
         })
         .collect())
 }
@@ -263,7 +264,7 @@ fn validate(
     for (k, v) in changes {
         match rt {
             ResourceType::Topic => {
-                if !TOPIC_KEYS.iter().any(|(t, _, _)| t == k) {
+                if !TOPIC_KEYS.iter().any(|t| t.name == k) {
                     return Err(Refusal::new(
                         KafkaError::InvalidConfig,
                         format!("Unknown topic config name: {k}"),
@@ -281,11 +282,9 @@ fn validate(
                         format!("Cannot update these configs dynamically: [{k}]"),
                     ));
                 }
-                if let (Some(v), Some((topic_key, _, _))) =
-                    (v, TOPIC_KEYS.iter().find(|(_, _, b)| b == k))
-                {
-                    validate_topic_value(topic_key, v).map_err(|m| {
-                        Refusal::new(KafkaError::InvalidConfig, m.replace(topic_key, k))
+                if let (Some(v), Some(t)) = (v, TOPIC_KEYS.iter().find(|t| t.broker_key == k)) {
+                    validate_topic_value(t.name, v).map_err(|m| {
+                        Refusal::new(KafkaError::InvalidConfig, m.replace(t.name, k))
                     })?;
                 }
             }

@@ -23,9 +23,6 @@ use crate::group::CommittedOffset;
 use crate::log::now_ms;
 use crate::replica::TopicPartition;
 
-/// Kafka's `offset.metadata.max.bytes` default.
-const MAX_METADATA: usize = 4096;
-
 pub async fn commit(
     broker: &Arc<Broker>,
     req: OffsetCommitRequest,
@@ -54,7 +51,7 @@ pub async fn commit(
             } else if p
                 .committed_metadata
                 .as_ref()
-                .is_some_and(|m| m.len() > MAX_METADATA)
+                .is_some_and(|m| m.len() > broker.config.offset_metadata_max_bytes)
             {
                 KafkaError::OffsetMetadataTooLarge.code()
             } else {

@@ -770,6 +770,36 @@ mod tests {
         assert_eq!(check(&plain, &rules()), Ok(None));
     }
 
+    /// What validation costs per byte: `cargo test --release -p fjord-broker --lib
+    /// validation_throughput -- --ignored --nocapture` (a measurement, not a check).
+    #[test]
+    #[ignore]
+    fn validation_throughput() {
+        let value = [7u8; 1024];
+        let values: Vec<&[u8]> = (0..1000).map(|_| &value[..]).collect();
+        for c in [
+            Compression::None,
+            Compression::Lz4,
+            Compression::Zstd,
+            Compression::Gzip,
+        ] {
+            let b = encoded(c, &values, NOW);
+            let h = BatchHeader::parse(&b).unwrap();
+            let rounds = 200;
+            let started = std::time::Instant::now();
+            for _ in 0..rounds {
+                check_batch(&b, &h, &rules(), 0).unwrap();
+            }
+            let secs = started.elapsed().as_secs_f64();
+            let records = (rounds * values.len()) as f64;
+            println!(
+                "{c:?}: {:.0} MiB/s of record data, {:.1} ns per 1 KiB record",
+                records * 1024.0 / secs / (1 << 20) as f64,
+                secs / records * 1e9
+            );
+        }
+    }
+
     proptest::proptest! {
         /// Arbitrary bytes after a valid header never panic and never pass as a batch they
         /// are not.

@@ -20,7 +20,7 @@ use parking_lot::{Mutex, RwLock};
 use tokio::sync::Notify;
 use uuid::Uuid;
 
-use crate::config::{BrokerConfig, TopicConfig, TOPIC_KEYS};
+use crate::config::{broker_key_of, BrokerConfig, TopicConfig};
 use crate::error::{Error, Result};
 use crate::log::batch::{validate_record_set, BatchError};
 use crate::log::validate::{check_batch, Invalid, Rules};
@@ -369,7 +369,7 @@ impl ReplicaManager {
             if let Some(v) = overrides.and_then(|o| o.get(key)) {
                 return Some(v.clone());
             }
-            let broker_key = TOPIC_KEYS.iter().find(|(k, _, _)| *k == key)?.2;
+            let broker_key = broker_key_of(key)?;
             image
                 .dynamic_broker_value(self.node_id, broker_key)
                 .cloned()
