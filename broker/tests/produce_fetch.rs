@@ -9,7 +9,7 @@ use common::*;
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::{
-    CreateTopicsRequest, InitProducerIdRequest, ListOffsetsRequest, MetadataRequest,
+    BrokerId, CreateTopicsRequest, InitProducerIdRequest, ListOffsetsRequest, MetadataRequest,
 };
 use kafka_protocol::records::Compression;
 
@@ -180,6 +180,49 @@ async fn a_batch_over_max_message_bytes_is_message_too_large() -> TestResult {
         (0, 0),
         "nothing was stored by the refused batch"
     );
+    Ok(())
+}
+
+/// Clients send the leader epoch their metadata showed; the replica's must be the same one
+/// Metadata reports (0 here), and a newer one is UNKNOWN_LEADER_EPOCH as in Kafka.
+#[tokio::test]
+async fn fetch_and_list_offsets_check_the_current_leader_epoch() -> TestResult {
+    let b = TestBroker::start(&[]).await?;
+    let mut c = b.client().await?;
+    let t = topic("epochs");
+    create_topic(&mut c, &t, 1, &[]).await?;
+    let (err, _) = produce(&mut c, &t, 0, batch(&[("k", "v")], Compression::None), 1).await?;
+    assert_eq!(err, 0);
+    let with_epoch = |epoch: i32| {
+        let mut req = fetch_req(&t, 0, 0, 0, 0);
+        req.topics[0].partitions[0].current_leader_epoch = epoch;
+        req
+    };
+    for (epoch, code) in [(-1, 0), (0, 0), (1, 75)] {
+        let r = c.send(with_epoch(epoch), 12).await?;
+        assert_eq!(
+            r.responses[0].partitions[0].error_code, code,
+            "fetch at epoch {epoch}"
+        );
+    }
+    let list = |epoch: i32| {
+        ListOffsetsRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_topics(vec![ListOffsetsTopic::default()
+                .with_name(name(&t))
+                .with_partitions(vec![ListOffsetsPartition::default()
+                    .with_partition_index(0)
+                    .with_current_leader_epoch(epoch)
+                    .with_timestamp(-1)])])
+    };
+    for (epoch, code) in [(-1, 0), (0, 0), (1, 75)] {
+        let r = c.send(list(epoch), 7).await?;
+        let p = &r.topics[0].partitions[0];
+        assert_eq!(p.error_code, code, "list offsets at epoch {epoch}");
+        if code == 0 {
+            assert_eq!((p.offset, p.leader_epoch), (1, 0));
+        }
+    }
     Ok(())
 }
 

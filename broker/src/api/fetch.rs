@@ -96,6 +96,12 @@ fn read_once(
                 slices.push(None);
                 continue;
             };
+            if let Err(e) = partition.check_leader_epoch(p.current_leader_epoch) {
+                any_error = true;
+                parts.push(empty_partition(p.partition, e));
+                slices.push(None);
+                continue;
+            }
             let (hw, log_start) = {
                 let st = partition.state.lock();
                 (st.log.next_offset(), st.log.log_start_offset())

@@ -38,6 +38,9 @@ pub fn handle(
                     let Some(partition) = broker.replicas.get(&name, p.partition_index) else {
                         return resp.with_error_code(KafkaError::UnknownTopicOrPartition.code());
                     };
+                    if let Err(e) = partition.check_leader_epoch(p.current_leader_epoch) {
+                        return resp.with_error_code(e.code());
+                    }
                     let st = partition.state.lock();
                     let found = match p.timestamp {
                         LATEST | LATEST_TIERED => Ok(Some((st.log.next_offset(), -1))),

@@ -281,6 +281,18 @@ impl Partition {
         })
     }
 
+    /// Kafka's check of a client's `current_leader_epoch` (Fetch v9+, ListOffsets v4+): -1
+    /// skips it; an older epoch than this replica's is FENCED_LEADER_EPOCH (the client's
+    /// metadata is stale), a newer one UNKNOWN_LEADER_EPOCH (this replica's is).
+    pub fn check_leader_epoch(&self, current: i32) -> std::result::Result<(), ResponseError> {
+        let epoch = self.state.lock().leader_epoch;
+        match current {
+            c if c < 0 || c == epoch => Ok(()),
+            c if c < epoch => Err(ResponseError::FencedLeaderEpoch),
+            _ => Err(ResponseError::UnknownLeaderEpoch),
+        }
+    }
+
     /// Log end offset, which is the high watermark on a single node.
     pub fn high_watermark(&self) -> i64 {
         self.state.lock().log.next_offset()
@@ -480,6 +492,13 @@ impl ReplicaManager {
                 .entry(tp.topic.clone())
                 .or_insert_with(|| self.topic_config(image, &tp.topic))
                 .clone();
+            // The leader epoch is the image's: batches are stamped with it and ListOffsets
+            // and Metadata report the same number.
+            let epoch = image
+                .topics
+                .get(&tp.topic)
+                .and_then(|t| t.partitions.get(tp.partition as usize))
+                .map_or(0, |p| p.leader_epoch);
             let existing = self.get(&tp.topic, tp.partition);
             match existing {
                 Some(p) => {
@@ -487,8 +506,9 @@ impl ReplicaManager {
                     if st.log.config != config {
                         st.log.config = config;
                     }
+                    st.leader_epoch = epoch;
                 }
-                None => match self.open_partition(&tp, id, config) {
+                None => match self.open_partition(&tp, id, config, epoch) {
                     Ok(p) => {
                         self.partitions.write().insert(tp, p);
                     }
@@ -507,6 +527,7 @@ impl ReplicaManager {
         tp: &TopicPartition,
         id: Uuid,
         config: TopicConfig,
+        leader_epoch: i32,
     ) -> Result<Arc<Partition>> {
         let dir = self.log_dir.join(tp.dir_name());
         if read_topic_id(&dir).is_some_and(|on_disk| on_disk != id) {
@@ -527,7 +548,7 @@ impl ReplicaManager {
             state: Mutex::new(PartitionState {
                 log,
                 producers,
-                leader_epoch: 0,
+                leader_epoch,
             }),
             dir: self.dir_health.clone(),
         }))
@@ -644,4 +665,55 @@ fn delete_partition_dir(dir: &Path, tp: &TopicPartition) -> Result<()> {
         tracing::warn!(dir = %target.display(), error = %e, "could not remove a deleted partition");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metadata::image::MetadataRecord;
+
+    /// The replica's leader epoch (stamped into batches, returned by ListOffsets) follows the
+    /// image's (returned by Metadata); it stayed 0 after a reassignment bumped the image's.
+    #[test]
+    fn the_leader_epoch_comes_from_the_image() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = BrokerConfig::load(
+            None,
+            Vec::new(),
+            &[format!("log.dirs={}", dir.path().display())],
+        )
+        .unwrap();
+        let replicas = ReplicaManager::new(&config).unwrap();
+        let topic_id = Uuid::new_v4();
+        let partition = |epoch| MetadataRecord::Partition {
+            topic_id,
+            partition: 0,
+            replicas: vec![config.node_id],
+            isr: vec![config.node_id],
+            leader: config.node_id,
+            leader_epoch: epoch,
+        };
+        let mut image = MetadataImage::default();
+        image.apply(&MetadataRecord::Topic {
+            name: "t".into(),
+            topic_id,
+        });
+        image.apply(&partition(3));
+        replicas.sync(&Arc::new(image.clone())).unwrap();
+        let p = replicas.get("t", 0).unwrap();
+        assert_eq!(p.state.lock().leader_epoch, 3);
+        image.apply(&partition(4));
+        replicas.sync(&Arc::new(image)).unwrap();
+        assert_eq!(p.state.lock().leader_epoch, 4);
+        assert_eq!(p.check_leader_epoch(-1), Ok(()));
+        assert_eq!(p.check_leader_epoch(4), Ok(()));
+        assert_eq!(
+            p.check_leader_epoch(3),
+            Err(ResponseError::FencedLeaderEpoch)
+        );
+        assert_eq!(
+            p.check_leader_epoch(5),
+            Err(ResponseError::UnknownLeaderEpoch)
+        );
+    }
 }
