@@ -102,11 +102,11 @@ fn read_once(
                 slices.push(None);
                 continue;
             }
-            let (hw, log_start) = {
-                let st = partition.state.lock();
-                (st.log.next_offset(), st.log.log_start_offset())
-            };
-            if p.fetch_offset < log_start || p.fetch_offset > hw {
+            let offsets = partition.offsets();
+            let (hw, log_start) = (offsets.high_watermark, offsets.log_start);
+            // Kafka's range is the log's (start to end), not the high watermark: a follower
+            // fetches above it.
+            if p.fetch_offset < log_start || p.fetch_offset > offsets.log_end {
                 any_error = true;
                 parts.push(
                     empty_partition(p.partition, KafkaError::OffsetOutOfRange)

@@ -43,8 +43,8 @@ pub fn handle(
                     }
                     let st = partition.state.lock();
                     let found = match p.timestamp {
-                        LATEST | LATEST_TIERED => Ok(Some((st.log.next_offset(), -1))),
-                        EARLIEST | EARLIEST_LOCAL => Ok(Some((st.log.log_start_offset(), -1))),
+                        LATEST | LATEST_TIERED => Ok(Some((st.offsets().high_watermark, -1))),
+                        EARLIEST | EARLIEST_LOCAL => Ok(Some((st.offsets().log_start, -1))),
                         MAX_TIMESTAMP => st.log.max_timestamp().map(|m| m.map(|(ts, o)| (o, ts))),
                         ts if ts >= 0 => st.log.offset_for_timestamp(ts),
                         _ => return resp.with_error_code(KafkaError::InvalidRequest.code()),

@@ -33,7 +33,7 @@ pub fn delete_records(
                         return r.with_error_code(KafkaError::KafkaStorageError.code());
                     }
                     let mut st = partition.state.lock();
-                    let hw = st.log.next_offset();
+                    let hw = st.offsets().high_watermark;
                     // -1 means "up to the high watermark".
                     let target = if p.offset == -1 { hw } else { p.offset };
                     if target < 0 || target > hw {

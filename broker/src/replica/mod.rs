@@ -53,6 +53,30 @@ pub struct PartitionState {
     pub leader_epoch: i32,
 }
 
+/// A partition's offsets, read together under its lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Offsets {
+    pub log_start: i64,
+    /// What consumers may read up to (exclusive) and what ListOffsets LATEST returns.
+    pub high_watermark: i64,
+    /// The offset the next append gets; fetch offsets above it are out of range.
+    pub log_end: i64,
+}
+
+impl PartitionState {
+    /// The one place that decides the high watermark. On a single node the in-sync replicas
+    /// are this one, so every append is replicated when it returns: the high watermark is the
+    /// log end offset. Replication (issue 8) changes only this.
+    pub fn offsets(&self) -> Offsets {
+        let log_end = self.log.next_offset();
+        Offsets {
+            log_start: self.log.log_start_offset(),
+            high_watermark: log_end,
+            log_end,
+        }
+    }
+}
+
 pub struct Partition {
     pub tp: TopicPartition,
     pub topic_id: Uuid,
@@ -293,15 +317,18 @@ impl Partition {
         }
     }
 
-    /// Log end offset, which is the high watermark on a single node.
+    pub fn offsets(&self) -> Offsets {
+        self.state.lock().offsets()
+    }
+
     pub fn high_watermark(&self) -> i64 {
-        self.state.lock().log.next_offset()
+        self.offsets().high_watermark
     }
 
     pub fn read(&self, offset: i64, max_bytes: usize, min_one: bool) -> Result<ReadResult> {
         self.dir.check()?;
         let st = self.state.lock();
-        let hw = st.log.next_offset();
+        let hw = st.offsets().high_watermark;
         st.log.read(offset, max_bytes, min_one, hw)
     }
 
@@ -310,7 +337,7 @@ impl Partition {
     pub fn slice(&self, offset: i64, max_bytes: usize, min_one: bool) -> Result<Option<FileSlice>> {
         self.dir.check()?;
         let st = self.state.lock();
-        let hw = st.log.next_offset();
+        let hw = st.offsets().high_watermark;
         st.log.slice(offset, max_bytes, min_one, hw)
     }
 }
@@ -714,6 +741,18 @@ mod tests {
         assert_eq!(
             p.check_leader_epoch(5),
             Err(ResponseError::UnknownLeaderEpoch)
+        );
+
+        // One replica: an append is replicated when it returns, the high watermark is the end.
+        let b = crate::log::batch::build_batch(0, now_ms(), &[(None, Some(b"v"))]);
+        assert_eq!(p.append(&b, None).unwrap().error, 0);
+        assert_eq!(
+            p.offsets(),
+            Offsets {
+                log_start: 0,
+                high_watermark: 1,
+                log_end: 1
+            }
         );
     }
 }
