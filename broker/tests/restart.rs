@@ -126,6 +126,28 @@ async fn acknowledged_records_survive_a_crash() -> TestResult {
     Ok(())
 }
 
+/// Starts a broker in `dir`, failing (instead of hanging) when start-up takes over 30 s.
+async fn start_within_30s(dir: &std::path::Path, extra: &[&str]) -> TestResult<TestBroker> {
+    tokio::time::timeout(Duration::from_secs(30), TestBroker::start_in(dir, extra))
+        .await
+        .map_err(|_| anyhow::anyhow!("start-up did not finish"))?
+}
+
+/// The offset `group` committed for partition 0 of `t`.
+async fn committed(c: &mut Client, group: &str, t: &str) -> TestResult<i64> {
+    let fetched = c
+        .send(
+            OffsetFetchRequest::default()
+                .with_group_id(GroupId(StrBytes::from_string(group.to_string())))
+                .with_topics(Some(vec![OffsetFetchRequestTopic::default()
+                    .with_name(name(t))
+                    .with_partition_indexes(vec![0])])),
+            7,
+        )
+        .await?;
+    Ok(fetched.topics[0].partitions[0].committed_offset)
+}
+
 /// The group coordinator reloads committed offsets at start-up. It used to advance by the
 /// records it decoded, so a stored batch whose records end before its last offset (what a
 /// damaged file or a compacted batch can hold) was read again and again: start-up never ended.
@@ -167,41 +189,17 @@ async fn an_offsets_batch_that_ends_short_does_not_hang_start_up() -> TestResult
     bytes.extend_from_slice(&short);
     std::fs::write(&seg, &bytes)?;
 
-    let b = tokio::time::timeout(Duration::from_secs(30), TestBroker::start_in(&dir, ONE))
-        .await
-        .map_err(|_| anyhow::anyhow!("start-up did not finish"))??;
+    let b = start_within_30s(&dir, ONE).await?;
     let mut c = b.client().await?;
-    let fetched = c
-        .send(
-            OffsetFetchRequest::default()
-                .with_group_id(GroupId(StrBytes::from_static_str("g1")))
-                .with_topics(Some(vec![OffsetFetchRequestTopic::default()
-                    .with_name(name(&t))
-                    .with_partition_indexes(vec![0])])),
-            7,
-        )
-        .await?;
-    assert_eq!(fetched.topics[0].partitions[0].committed_offset, 17);
+    assert_eq!(committed(&mut c, "g1", &t).await?, 17);
     // New commits land after the short batch and survive another restart.
     let r = c.send(commit("g2", 5), 8).await?;
     assert_eq!(r.topics[0].partitions[0].error_code, 0);
     drop(c);
     let (dir, _) = b.stop().await?;
-    let b = tokio::time::timeout(Duration::from_secs(30), TestBroker::start_in(&dir, ONE))
-        .await
-        .map_err(|_| anyhow::anyhow!("start-up did not finish"))??;
+    let b = start_within_30s(&dir, ONE).await?;
     let mut c = b.client().await?;
-    let fetched = c
-        .send(
-            OffsetFetchRequest::default()
-                .with_group_id(GroupId(StrBytes::from_static_str("g2")))
-                .with_topics(Some(vec![OffsetFetchRequestTopic::default()
-                    .with_name(name(&t))
-                    .with_partition_indexes(vec![0])])),
-            7,
-        )
-        .await?;
-    assert_eq!(fetched.topics[0].partitions[0].committed_offset, 5);
+    assert_eq!(committed(&mut c, "g2", &t).await?, 5);
     b.stop().await?;
     drop(guard);
     Ok(())
