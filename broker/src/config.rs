@@ -693,6 +693,8 @@ pub struct TopicConfig {
     pub timestamp_before_max_ms: i64,
     /// How far a CreateTime timestamp may lie after now (one hour, as in Kafka 4).
     pub timestamp_after_max_ms: i64,
+    /// `acks=all` needs at least this many in-sync replicas (NOT_ENOUGH_REPLICAS below it).
+    pub min_insync_replicas: i32,
 }
 
 impl TopicConfig {
@@ -724,6 +726,7 @@ impl TopicConfig {
             min_compaction_lag_ms: num("min.compaction.lag.ms"),
             timestamp_before_max_ms: num("message.timestamp.before.max.ms"),
             timestamp_after_max_ms: num("message.timestamp.after.max.ms"),
+            min_insync_replicas: num("min.insync.replicas").min(i32::MAX as i64) as i32,
         }
     }
 }

@@ -151,6 +151,34 @@ async fn a_long_poll_waits_for_data_and_wakes_when_it_arrives() -> TestResult {
     Ok(())
 }
 
+/// `min.insync.replicas` above the ISR: `acks=all` is refused before anything is written
+/// (NOT_ENOUGH_REPLICAS, as Kafka answers), while `acks=1` still appends.
+#[tokio::test]
+async fn acks_all_below_min_insync_replicas_is_not_enough_replicas() -> TestResult {
+    let b = TestBroker::start(&[]).await?;
+    let mut c = b.client().await?;
+    let t = topic("minisr");
+    create_topic(&mut c, &t, 1, &[("min.insync.replicas", "2")]).await?;
+    let (err, _) = produce(&mut c, &t, 0, batch(&[("k", "all")], Compression::None), -1).await?;
+    assert_eq!(err, 19, "NOT_ENOUGH_REPLICAS");
+    let (err, base) = produce(&mut c, &t, 0, batch(&[("k", "one")], Compression::None), 1).await?;
+    assert_eq!(
+        (err, base),
+        (0, 0),
+        "acks=1 appends at offset 0: acks=all wrote nothing"
+    );
+    let r = fetch(&mut c, &t, 0, 0).await?;
+    let values: Vec<String> = records_of(&r)?.into_iter().map(|(_, _, v)| v).collect();
+    assert_eq!(values, ["one"]);
+    // With the default of 1, acks=all is acknowledged once the record is on the ISR (here,
+    // when the append returns).
+    let t = topic("minisr1");
+    create_topic(&mut c, &t, 1, &[]).await?;
+    let (err, base) = produce(&mut c, &t, 0, batch(&[("k", "v")], Compression::None), -1).await?;
+    assert_eq!((err, base), (0, 0));
+    Ok(())
+}
+
 #[tokio::test]
 async fn a_batch_over_max_message_bytes_is_message_too_large() -> TestResult {
     let b = TestBroker::start(&[]).await?;

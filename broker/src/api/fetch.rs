@@ -1,5 +1,6 @@
 //! Fetch: whole stored batches from each partition, long-polling until `min_bytes` or
-//! `max_wait_ms`.
+//! `max_wait_ms`. Consumers read up to the high watermark from the leader; a wait is woken only
+//! by the partitions it names (see [`purgatory`](crate::replica::purgatory)).
 //!
 //! Rules clients depend on: a fetch offset inside a batch returns the whole batch (the client
 //! skips the records before its offset); an empty partition carries an empty record set, never
@@ -20,12 +21,14 @@ use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::{ApiKey, FetchRequest, FetchResponse, TopicName};
 use kafka_protocol::protocol::Encodable;
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::{encode_frame, str_bytes, Chunk, KafkaError, RequestContext};
 use crate::broker::Broker;
 use crate::error::{Error, Result};
 use crate::log::FileSlice;
+use crate::replica::purgatory::Event;
 
 const MAX_RECORDS_PER_RESPONSE: usize = 1 << 30;
 
@@ -50,11 +53,13 @@ fn empty_partition(index: i32, e: KafkaError) -> PartitionData {
 
 /// One pass over the requested partitions. Returns the response topics with the file range of
 /// each partition's records, the bytes found, and whether any partition had an error (which
-/// ends a long poll at once).
+/// ends a long poll at once). `waiter` is registered on each partition before it is read, so a
+/// change after the read wakes it.
 fn read_once(
     broker: &Broker,
     req: &FetchRequest,
     version: i16,
+    waiter: &Arc<Notify>,
 ) -> (
     Vec<FetchableTopicResponse>,
     Vec<Option<FileSlice>>,
@@ -96,13 +101,16 @@ fn read_once(
                 slices.push(None);
                 continue;
             };
-            if let Err(e) = partition.check_leader_epoch(p.current_leader_epoch) {
-                any_error = true;
-                parts.push(empty_partition(p.partition, e));
-                slices.push(None);
-                continue;
-            }
-            let offsets = partition.offsets();
+            partition.watchers.register(Event::HighWatermark, waiter);
+            let offsets = match partition.client_offsets(p.current_leader_epoch, true) {
+                Ok(o) => o,
+                Err(e) => {
+                    any_error = true;
+                    parts.push(empty_partition(p.partition, e));
+                    slices.push(None);
+                    continue;
+                }
+            };
             let (hw, log_start) = (offsets.high_watermark, offsets.log_start);
             // Kafka's range is the log's (start to end), not the high watermark: a follower
             // fetches above it.
@@ -172,12 +180,9 @@ pub async fn handle(broker: &Arc<Broker>, req: FetchRequest, ctx: &RequestContex
     let deadline = Instant::now() + Duration::from_millis(req.max_wait_ms.max(0) as u64);
     let min_bytes = req.min_bytes.max(0) as usize;
     loop {
-        // Register for wake-ups before reading, so an append between the read and the wait
-        // is not missed.
-        let notified = broker.replicas.data_arrived.notified();
-        tokio::pin!(notified);
-        notified.as_mut().enable();
-        let (topics, slices, total, any_error) = read_once(broker, &req, ctx.version);
+        // A fresh waiter per pass: the previous one's registrations die with it.
+        let waiter = Arc::new(Notify::new());
+        let (topics, slices, total, any_error) = read_once(broker, &req, ctx.version, &waiter);
         if total >= min_bytes || any_error || Instant::now() >= deadline {
             broker.metrics.bytes_out.inc_by(total as u64);
             return FetchReply {
@@ -188,7 +193,7 @@ pub async fn handle(broker: &Arc<Broker>, req: FetchRequest, ctx: &RequestContex
             };
         }
         tokio::select! {
-            _ = &mut notified => {}
+            _ = waiter.notified() => {}
             _ = tokio::time::sleep_until(deadline) => {}
         }
     }

@@ -22,6 +22,7 @@ pub fn handle(
     req: ListOffsetsRequest,
     ctx: &RequestContext,
 ) -> ListOffsetsResponse {
+    let leader_only = req.replica_id.0 != -2;
     let topics = req
         .topics
         .into_iter()
@@ -38,7 +39,9 @@ pub fn handle(
                     let Some(partition) = broker.replicas.get(&name, p.partition_index) else {
                         return resp.with_error_code(KafkaError::UnknownTopicOrPartition.code());
                     };
-                    if let Err(e) = partition.check_leader_epoch(p.current_leader_epoch) {
+                    // Only the debugging id (-2) may ask a replica that does not lead, as in
+                    // Kafka; clients ask the leader.
+                    if let Err(e) = partition.client_offsets(p.current_leader_epoch, leader_only) {
                         return resp.with_error_code(e.code());
                     }
                     let st = partition.state.lock();
@@ -53,7 +56,7 @@ pub fn handle(
                         Ok(Some((offset, ts))) => resp
                             .with_offset(offset)
                             .with_timestamp(ts)
-                            .with_leader_epoch(if ctx.version >= 4 { st.leader_epoch } else { -1 }),
+                            .with_leader_epoch(if ctx.version >= 4 { st.partition.leader_epoch() } else { -1 }),
                         Ok(None) => resp,
                         Err(e) => {
                             tracing::error!(partition = %partition.tp.dir_name(), error = %e, "list offsets failed");

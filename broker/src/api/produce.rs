@@ -1,10 +1,12 @@
 //! Produce: validate and append each partition's record set, then acknowledge per `acks`.
 //!
 //! Batches are appended as the producer sent them (offsets assigned, CRC checked, idempotent
-//! sequences checked); compressed batches are never decompressed. On a single node the high
-//! watermark advances with the append, so `acks=all` is satisfied when the append returns.
+//! sequences checked); compressed batches are never decompressed. `acks=all` answers once the
+//! high watermark passes each partition's last appended offset, or when the request's
+//! `timeout_ms` runs out (REQUEST_TIMED_OUT); on a single node that is when the append returns.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use kafka_protocol::messages::produce_response::{
     BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
@@ -27,9 +29,13 @@ pub async fn handle(
     _ctx: &RequestContext,
 ) -> Option<ProduceResponse> {
     let acks = req.acks;
+    let deadline =
+        tokio::time::Instant::now() + Duration::from_millis(req.timeout_ms.max(0) as u64);
     let image = broker.metadata.image();
     let mut responses = Vec::with_capacity(req.topic_data.len());
-    let mut appended = false;
+    // (topic index, partition index in it, partition, last offset, leader epoch) of each
+    // append an `acks=all` produce waits for.
+    let mut waits = Vec::new();
     for topic in req.topic_data {
         let name = if topic.name.0.is_empty() {
             image.topic_by_id(&topic.topic_id).map(|t| t.name.clone())
@@ -74,11 +80,19 @@ pub async fn handle(
                 partitions.push(partition_error(p.index, KafkaError::CorruptMessage));
                 continue;
             };
-            match partition.append(&records, None) {
+            match partition.append(&records, None, acks) {
                 Ok(outcome) => {
                     if outcome.error == 0 {
-                        appended = true;
                         broker.metrics.bytes_in.inc_by(records.len() as u64);
+                        if acks == -1 {
+                            waits.push((
+                                responses.len(),
+                                partitions.len(),
+                                partition.clone(),
+                                outcome.last_offset,
+                                outcome.leader_epoch,
+                            ));
+                        }
                     }
                     partitions.push(
                         PartitionProduceResponse::default()
@@ -115,8 +129,13 @@ pub async fn handle(
                 .with_partition_responses(partitions),
         );
     }
-    if appended {
-        broker.replicas.data_arrived.notify_waiters();
+    // Every partition waits against the one deadline, so the request ends by its timeout.
+    for (t, p, partition, last_offset, epoch) in waits {
+        if let Err(e) = partition.replicated(last_offset, epoch, deadline).await {
+            let r = &mut responses[t].partition_responses[p];
+            r.error_code = e.code();
+            r.base_offset = -1;
+        }
     }
     if acks == 0 {
         return None;

@@ -33,6 +33,9 @@ pub fn delete_records(
                         return r.with_error_code(KafkaError::KafkaStorageError.code());
                     }
                     let mut st = partition.state.lock();
+                    if let Err(e) = st.partition.check_leader() {
+                        return r.with_error_code(e.code());
+                    }
                     let hw = st.offsets().high_watermark;
                     // -1 means "up to the high watermark".
                     let target = if p.offset == -1 { hw } else { p.offset };

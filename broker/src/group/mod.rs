@@ -301,11 +301,8 @@ impl GroupCoordinator {
             .map(|(k, v)| (Some(k.as_ref()), v.as_deref()))
             .collect();
         let batch = build_batch(0, now_ms(), &kv);
-        match part.append(&batch, Some(usize::MAX)) {
-            Ok(o) if o.error == 0 => {
-                self.replicas.data_arrived.notify_waiters();
-                Ok(())
-            }
+        match part.append(&batch, Some(usize::MAX), -1) {
+            Ok(o) if o.error == 0 => Ok(()),
             Ok(o) => {
                 tracing::warn!(group, code = o.error, "offsets append refused");
                 Err(ResponseError::UnknownServerError)

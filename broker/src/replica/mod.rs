@@ -1,14 +1,17 @@
-//! The replica manager: the partitions this broker hosts, their logs, producer state and high
-//! watermarks, and the wake-ups that long-polling fetches wait on.
+//! The replica manager: the partitions this broker hosts, their logs, producer state and
+//! replication state ([`partition::PartitionState`]), and the per-partition wake-ups that waiting
+//! fetches and `acks=all` produces use ([`purgatory`]).
 //!
-//! On a single node every partition is led here and the high watermark is the log end offset
-//! once an append returns. The per-partition state sits behind one mutex so that sequence checks
-//! and appends are atomic; reads take the same lock only to locate and copy bytes.
+//! The per-partition state sits behind one mutex so that leadership checks, sequence checks and
+//! appends are atomic; reads take the same lock only to locate and copy bytes. Waiters are woken
+//! after the lock is released.
 //!
 //! Partition directories carry a `partition.metadata` file with the topic id (as Kafka does), so
 //! a directory left from a deleted topic is never mistaken for a re-created one of the same name.
 
+pub mod partition;
 pub mod producer;
+pub mod purgatory;
 
 use std::collections::HashMap;
 use std::fs;
@@ -18,6 +21,7 @@ use std::sync::Arc;
 use kafka_protocol::error::ResponseError;
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::Notify;
+use tokio::time::Instant;
 use uuid::Uuid;
 
 use crate::config::{broker_key_of, BrokerConfig, TopicConfig};
@@ -26,7 +30,10 @@ use crate::log::batch::{validate_record_set, BatchError};
 use crate::log::validate::{check_batch, Invalid, Rules};
 use crate::log::{now_ms, FileSlice, PartitionLog, ReadResult};
 use crate::metadata::{MetadataImage, METADATA_DIR};
+pub use partition::Offsets;
+use partition::PartitionState;
 use producer::{ProducerStateTable, SequenceCheck};
+use purgatory::{Event, Watchers};
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TopicPartition {
@@ -47,40 +54,28 @@ impl TopicPartition {
     }
 }
 
-pub struct PartitionState {
+/// This broker's replica of a partition: its log, its producers' sequence state and its
+/// replication state, changed together under the partition's lock.
+pub struct LocalReplica {
     pub log: PartitionLog,
     pub producers: ProducerStateTable,
-    pub leader_epoch: i32,
+    pub partition: PartitionState,
 }
 
-/// A partition's offsets, read together under its lock.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Offsets {
-    pub log_start: i64,
-    /// What consumers may read up to (exclusive) and what ListOffsets LATEST returns.
-    pub high_watermark: i64,
-    /// The offset the next append gets; fetch offsets above it are out of range.
-    pub log_end: i64,
-}
-
-impl PartitionState {
-    /// The one place that decides the high watermark. On a single node the in-sync replicas
-    /// are this one, so every append is replicated when it returns: the high watermark is the
-    /// log end offset. Replication (issue 8) changes only this.
+impl LocalReplica {
+    /// The offsets clients see; [`PartitionState`] decides the high watermark.
     pub fn offsets(&self) -> Offsets {
-        let log_end = self.log.next_offset();
-        Offsets {
-            log_start: self.log.log_start_offset(),
-            high_watermark: log_end,
-            log_end,
-        }
+        self.partition
+            .offsets(self.log.log_start_offset(), self.log.next_offset())
     }
 }
 
 pub struct Partition {
     pub tp: TopicPartition,
     pub topic_id: Uuid,
-    pub state: Mutex<PartitionState>,
+    pub state: Mutex<LocalReplica>,
+    /// Requests waiting for this partition's high watermark or log end to move.
+    pub watchers: Watchers,
     /// The log directory's health, shared by every partition in it (see [`LogDir`]).
     dir: Arc<LogDir>,
 }
@@ -118,6 +113,10 @@ impl LogDir {
 pub struct AppendOutcome {
     pub error: i16,
     pub base_offset: i64,
+    /// The offset of the last record appended (an `acks=all` produce waits until the high
+    /// watermark passes it), and the leader epoch it was appended under.
+    pub last_offset: i64,
+    pub leader_epoch: i32,
     pub log_start_offset: i64,
     pub log_append_time: i64,
     /// Indexes (within the request's record set) of the records that made it invalid.
@@ -130,6 +129,8 @@ impl AppendOutcome {
         AppendOutcome {
             error: e.code(),
             base_offset: -1,
+            last_offset: -1,
+            leader_epoch: -1,
             log_start_offset: -1,
             log_append_time: -1,
             record_errors: Vec::new(),
@@ -146,12 +147,14 @@ fn invalid(code: ResponseError, message: String, records: Vec<i32>) -> AppendOut
 }
 
 impl Partition {
-    /// Validates, checks idempotence, and appends. Data problems are error codes, storage
-    /// failures are `Err`; either way the record set is appended whole or not at all.
+    /// Checks leadership, validates, checks idempotence, and appends. Data problems are error
+    /// codes, storage failures are `Err`; either way the record set is appended whole or not at
+    /// all. With `acks=-1` the caller then waits in [`replicated`](Self::replicated).
     pub fn append(
         &self,
         records: &[u8],
         max_message_bytes: Option<usize>,
+        acks: i16,
     ) -> Result<AppendOutcome> {
         // The topic's rules, read under the lock; the checks (which may decompress) run
         // without it, so producers to one partition validate in parallel.
@@ -232,6 +235,9 @@ impl Partition {
             (owned.as_slice(), batches)
         };
         let mut st = self.state.lock();
+        if let Err(e) = st.partition.check_produce(acks) {
+            return Ok(AppendOutcome::error(e));
+        }
         // Idempotence is checked for every batch before any is written, each against the state
         // the batches before it in this request leave, so a request is appended whole or not
         // at all.
@@ -265,17 +271,21 @@ impl Partition {
         } else {
             -1
         };
+        let epoch = st.partition.leader_epoch();
         if let Some(base_offset) = duplicate {
+            // A retry of a batch already written: it is acknowledged as the original would be,
+            // so an `acks=all` retry waits for the original's records (up to the log end).
             return Ok(AppendOutcome {
                 error: 0,
                 base_offset,
+                last_offset: st.log.next_offset() - 1,
+                leader_epoch: epoch,
                 log_start_offset: st.log.log_start_offset(),
                 log_append_time,
                 record_errors: Vec::new(),
                 message: None,
             });
         }
-        let epoch = st.leader_epoch;
         self.dir.check()?;
         if st.log.is_deleted() {
             // Deleted (its directory renamed) after this request looked the partition up.
@@ -295,26 +305,78 @@ impl Partition {
             st.producers.record(h, offset);
             offset += h.last_offset_delta as i64 + 1;
         }
-        Ok(AppendOutcome {
+        let log_end = st.log.next_offset();
+        let high_watermark_moved = st.partition.on_append(log_end);
+        let outcome = AppendOutcome {
             error: 0,
             base_offset: base,
+            last_offset: offset - 1,
+            leader_epoch: epoch,
             log_start_offset: st.log.log_start_offset(),
             log_append_time,
             record_errors: Vec::new(),
             message: None,
-        })
+        };
+        drop(st);
+        self.watchers.wake(Event::LogEnd);
+        if high_watermark_moved {
+            self.watchers.wake(Event::HighWatermark);
+        }
+        Ok(outcome)
+    }
+
+    /// Waits until the high watermark passes `last_offset` (an `acks=all` append is on every
+    /// in-sync replica), or until `deadline` (REQUEST_TIMED_OUT, as Kafka answers a produce
+    /// whose `timeout_ms` ran out). See [`PartitionState::replicated`] for the other outcomes.
+    pub async fn replicated(
+        &self,
+        last_offset: i64,
+        leader_epoch: i32,
+        deadline: Instant,
+    ) -> std::result::Result<(), ResponseError> {
+        let waiter = Arc::new(Notify::new());
+        self.watchers.register(Event::HighWatermark, &waiter);
+        loop {
+            {
+                let st = self.state.lock();
+                if st.log.is_deleted() {
+                    return Err(ResponseError::UnknownTopicOrPartition);
+                }
+                if let Some(done) = st.partition.replicated(last_offset, leader_epoch) {
+                    return done;
+                }
+            }
+            tokio::select! {
+                _ = waiter.notified() => {}
+                _ = tokio::time::sleep_until(deadline) => {
+                    return self.state.lock().partition.replicated(last_offset, leader_epoch)
+                        .unwrap_or(Err(ResponseError::RequestTimedOut));
+                }
+            }
+        }
+    }
+
+    /// The offsets a client may use, after Kafka's checks for a client request: its
+    /// `current_leader_epoch` (see [`PartitionState::check_epoch`]) and, when `leader_only`,
+    /// that this replica leads (NOT_LEADER_OR_FOLLOWER otherwise).
+    pub fn client_offsets(
+        &self,
+        current_leader_epoch: i32,
+        leader_only: bool,
+    ) -> std::result::Result<Offsets, ResponseError> {
+        let st = self.state.lock();
+        st.partition.check_epoch(current_leader_epoch)?;
+        if leader_only {
+            st.partition.check_leader()?;
+        }
+        Ok(st.offsets())
     }
 
     /// Kafka's check of a client's `current_leader_epoch` (Fetch v9+, ListOffsets v4+): -1
     /// skips it; an older epoch than this replica's is FENCED_LEADER_EPOCH (the client's
     /// metadata is stale), a newer one UNKNOWN_LEADER_EPOCH (this replica's is).
     pub fn check_leader_epoch(&self, current: i32) -> std::result::Result<(), ResponseError> {
-        let epoch = self.state.lock().leader_epoch;
-        match current {
-            c if c < 0 || c == epoch => Ok(()),
-            c if c < epoch => Err(ResponseError::FencedLeaderEpoch),
-            _ => Err(ResponseError::UnknownLeaderEpoch),
-        }
+        self.state.lock().partition.check_epoch(current)
     }
 
     pub fn offsets(&self) -> Offsets {
@@ -347,8 +409,6 @@ pub struct ReplicaManager {
     node_id: i32,
     config: BrokerConfig,
     partitions: RwLock<HashMap<TopicPartition, Arc<Partition>>>,
-    /// Woken on every append, for fetches waiting on `min.bytes`.
-    pub data_arrived: Notify,
     clean_start: bool,
     /// The newest image applied. Images are applied one at a time and never an older one
     /// after a newer: an older image lacks what a newer one created, and applying it would
@@ -375,7 +435,6 @@ impl ReplicaManager {
             node_id: config.node_id,
             config: config.clone(),
             partitions: RwLock::new(HashMap::new()),
-            data_arrived: Notify::new(),
             clean_start,
             applied: Mutex::new(None),
             dir_health: Arc::new(LogDir::default()),
@@ -510,6 +569,8 @@ impl ReplicaManager {
             if let Err(e) = delete_partition_dir(&dir, &p.tp) {
                 tracing::error!(partition = %p.tp.dir_name(), error = %e, "could not delete the log of a deleted partition");
             }
+            drop(st);
+            p.watchers.wake_all();
         }
         let mut result = Ok(());
         // Resolved once per topic: a topic may have thousands of partitions.
@@ -519,23 +580,32 @@ impl ReplicaManager {
                 .entry(tp.topic.clone())
                 .or_insert_with(|| self.topic_config(image, &tp.topic))
                 .clone();
-            // The leader epoch is the image's: batches are stamped with it and ListOffsets
-            // and Metadata report the same number.
-            let epoch = image
+            // Leadership, epoch and ISR are the image's: batches are stamped with its epoch and
+            // ListOffsets and Metadata report the same number.
+            let Some(assignment) = image
                 .topics
                 .get(&tp.topic)
                 .and_then(|t| t.partitions.get(tp.partition as usize))
-                .map_or(0, |p| p.leader_epoch);
+            else {
+                continue; // `wanted` lists only partitions the image has.
+            };
+            let now = now_ms();
             let existing = self.get(&tp.topic, tp.partition);
             match existing {
                 Some(p) => {
                     let mut st = p.state.lock();
+                    let min_isr = config.min_insync_replicas;
                     if st.log.config != config {
                         st.log.config = config;
                     }
-                    st.leader_epoch = epoch;
+                    let log_end = st.log.next_offset();
+                    let changed = st.partition.apply(assignment, min_isr, log_end, now);
+                    drop(st);
+                    if changed {
+                        p.watchers.wake_all();
+                    }
                 }
-                None => match self.open_partition(&tp, id, config, epoch) {
+                None => match self.open_partition(&tp, id, config, assignment) {
                     Ok(p) => {
                         self.partitions.write().insert(tp, p);
                     }
@@ -554,7 +624,7 @@ impl ReplicaManager {
         tp: &TopicPartition,
         id: Uuid,
         config: TopicConfig,
-        leader_epoch: i32,
+        assignment: &crate::metadata::image::PartitionImage,
     ) -> Result<Arc<Partition>> {
         let dir = self.log_dir.join(tp.dir_name());
         if read_topic_id(&dir).is_some_and(|on_disk| on_disk != id) {
@@ -565,18 +635,24 @@ impl ReplicaManager {
             fs::rename(&dir, &target).map_err(|e| Error::io(&dir, e))?;
             tracing::warn!(partition = %tp.dir_name(), moved_to = %target.display(), "kept aside a directory of another incarnation of this topic");
         }
+        let min_isr = config.min_insync_replicas;
         let log = PartitionLog::open(&dir, config, self.clean_start)?;
         write_topic_id(&dir, id)?;
         let mut producers = ProducerStateTable::default();
         log.for_each_header(|h| producers.record(h, h.base_offset))?;
+        // No high-watermark checkpoint yet: a replica starts from its log start, and a leader
+        // whose ISR is itself moves to its log end at once.
+        let mut partition = PartitionState::new(self.node_id, log.log_start_offset());
+        partition.apply(assignment, min_isr, log.next_offset(), now_ms());
         Ok(Arc::new(Partition {
             tp: tp.clone(),
             topic_id: id,
-            state: Mutex::new(PartitionState {
+            state: Mutex::new(LocalReplica {
                 log,
                 producers,
-                leader_epoch,
+                partition,
             }),
+            watchers: Watchers::default(),
             dir: self.dir_health.clone(),
         }))
     }
@@ -728,10 +804,10 @@ mod tests {
         image.apply(&partition(3));
         replicas.sync(&Arc::new(image.clone())).unwrap();
         let p = replicas.get("t", 0).unwrap();
-        assert_eq!(p.state.lock().leader_epoch, 3);
+        assert_eq!(p.state.lock().partition.leader_epoch(), 3);
         image.apply(&partition(4));
         replicas.sync(&Arc::new(image)).unwrap();
-        assert_eq!(p.state.lock().leader_epoch, 4);
+        assert_eq!(p.state.lock().partition.leader_epoch(), 4);
         assert_eq!(p.check_leader_epoch(-1), Ok(()));
         assert_eq!(p.check_leader_epoch(4), Ok(()));
         assert_eq!(
@@ -745,7 +821,7 @@ mod tests {
 
         // One replica: an append is replicated when it returns, the high watermark is the end.
         let b = crate::log::batch::build_batch(0, now_ms(), &[(None, Some(b"v"))]);
-        assert_eq!(p.append(&b, None).unwrap().error, 0);
+        assert_eq!(p.append(&b, None, -1).unwrap().error, 0);
         assert_eq!(
             p.offsets(),
             Offsets {
