@@ -151,6 +151,77 @@ async fn a_long_poll_waits_for_data_and_wakes_when_it_arrives() -> TestResult {
     Ok(())
 }
 
+/// OffsetForLeaderEpoch and Fetch's diverging epoch (KIP-320, KIP-595) on one node: every
+/// record was written in epoch 0, so epoch 0 ends at the log end; a reader claiming a newer
+/// epoch it fetched in is told it diverged; a fetch from a node that is not a replica is
+/// refused.
+#[tokio::test]
+async fn leader_epochs_answer_where_an_epoch_ended() -> TestResult {
+    use kafka_protocol::messages::offset_for_leader_epoch_request::{
+        OffsetForLeaderPartition, OffsetForLeaderTopic,
+    };
+    use kafka_protocol::messages::OffsetForLeaderEpochRequest;
+    let b = TestBroker::start(&[]).await?;
+    let mut c = b.client().await?;
+    let t = topic("leaderepochs");
+    create_topic(&mut c, &t, 1, &[]).await?;
+    for v in ["a", "b", "c"] {
+        let (err, _) = produce(&mut c, &t, 0, batch(&[("k", v)], Compression::None), -1).await?;
+        assert_eq!(err, 0);
+    }
+    let ask = |replica: i32, current: i32, epoch: i32| {
+        OffsetForLeaderEpochRequest::default()
+            .with_replica_id(BrokerId(replica))
+            .with_topics(vec![OffsetForLeaderTopic::default()
+                .with_topic(name(&t))
+                .with_partitions(vec![OffsetForLeaderPartition::default()
+                    .with_partition(0)
+                    .with_current_leader_epoch(current)
+                    .with_leader_epoch(epoch)])])
+    };
+    for (replica, current, epoch, want) in [
+        (-1, 0, 0, (0, 0, 3)),
+        (-1, -1, 0, (0, 0, 3)),
+        (-1, 0, 1, (0, -1, -1)),  // newer than any epoch: undefined
+        (-1, 1, 0, (75, -1, -1)), // UNKNOWN_LEADER_EPOCH
+        (1, 0, 0, (0, 0, 3)),
+    ] {
+        let r = c.send(ask(replica, current, epoch), 4).await?;
+        let p = &r.topics[0].partitions[0];
+        assert_eq!(
+            (p.error_code, p.leader_epoch, p.end_offset),
+            want,
+            "replica {replica}, current epoch {current}, asked epoch {epoch}"
+        );
+    }
+    // A reader that claims it last fetched in epoch 1, newer than any this log has: Kafka
+    // answers the diverging epoch as undefined (-1, -1) and sends no records.
+    let mut req = fetch_req(&t, 0, 3, 0, 0);
+    req.topics[0].partitions[0].last_fetched_epoch = 1;
+    let r = c.send(req, 12).await?;
+    let p = &r.responses[0].partitions[0];
+    assert_eq!(
+        (p.diverging_epoch.epoch, p.diverging_epoch.end_offset),
+        (-1, -1)
+    );
+    assert_eq!(records_of(&r)?.len(), 0);
+    // Consistent with the log: no divergence, records as usual.
+    let mut req = fetch_req(&t, 0, 1, 0, 0);
+    req.topics[0].partitions[0].last_fetched_epoch = 0;
+    let r = c.send(req, 12).await?;
+    assert_eq!(r.responses[0].partitions[0].diverging_epoch.epoch, -1);
+    assert_eq!(records_of(&r)?.len(), 2);
+    // A replica fetch from a node that holds no replica of the partition.
+    let mut req = fetch_req(&t, 0, 0, 0, 0);
+    req.replica_id = BrokerId(7);
+    let r = c.send(req, 12).await?;
+    assert_eq!(
+        r.responses[0].partitions[0].error_code, 6,
+        "NOT_LEADER_OR_FOLLOWER"
+    );
+    Ok(())
+}
+
 /// `min.insync.replicas` above the ISR: `acks=all` is refused before anything is written
 /// (NOT_ENOUGH_REPLICAS, as Kafka answers), while `acks=1` still appends.
 #[tokio::test]

@@ -1,6 +1,9 @@
 //! Fetch: whole stored batches from each partition, long-polling until `min_bytes` or
-//! `max_wait_ms`. Consumers read up to the high watermark from the leader; a wait is woken only
-//! by the partitions it names (see [`purgatory`](crate::replica::purgatory)).
+//! `max_wait_ms`. Consumers read up to the high watermark from the leader; follower replicas
+//! (a `replica_id`, in `ReplicaState` from v15) read up to the log end, and their fetch offsets
+//! move the high watermark. A reader whose last fetched epoch ended earlier on the leader gets
+//! the diverging epoch and no records (KIP-595). A wait is woken only by the partitions it names
+//! (see [`purgatory`](crate::replica::purgatory)).
 //!
 //! Rules clients depend on: a fetch offset inside a batch returns the whole batch (the client
 //! skips the records before its offset); an empty partition carries an empty record set, never
@@ -29,6 +32,7 @@ use crate::broker::Broker;
 use crate::error::{Error, Result};
 use crate::log::FileSlice;
 use crate::replica::purgatory::Event;
+use crate::replica::Reader;
 
 const MAX_RECORDS_PER_RESPONSE: usize = 1 << 30;
 
@@ -78,6 +82,16 @@ fn read_once(
     let mut any_error = false;
     let mut topics = Vec::with_capacity(req.topics.len());
     let mut slices = Vec::new();
+    let replica_id = if version >= 15 {
+        req.replica_state.replica_id.0
+    } else {
+        req.replica_id.0
+    };
+    let (reader, event) = if replica_id >= 0 {
+        (Reader::Follower(replica_id), Event::LogEnd)
+    } else {
+        (Reader::Consumer, Event::HighWatermark)
+    };
     for t in &req.topics {
         let name = if version >= 13 {
             image.topic_by_id(&t.topic_id).map(|t| t.name.clone())
@@ -101,9 +115,19 @@ fn read_once(
                 slices.push(None);
                 continue;
             };
-            partition.watchers.register(Event::HighWatermark, waiter);
-            let offsets = match partition.client_offsets(p.current_leader_epoch, true) {
-                Ok(o) => o,
+            partition.watchers.register(event, waiter);
+            let last_fetched_epoch = if version >= 12 {
+                p.last_fetched_epoch
+            } else {
+                -1
+            };
+            let start = match partition.start_fetch(
+                reader,
+                p.current_leader_epoch,
+                p.fetch_offset,
+                last_fetched_epoch,
+            ) {
+                Ok(s) => s,
                 Err(e) => {
                     any_error = true;
                     parts.push(empty_partition(p.partition, e));
@@ -111,7 +135,23 @@ fn read_once(
                     continue;
                 }
             };
+            let offsets = start.offsets;
             let (hw, log_start) = (offsets.high_watermark, offsets.log_start);
+            if let Some((epoch, end_offset)) = start.diverging {
+                // Answered at once, without records: the reader truncates first.
+                any_error = true;
+                let mut d = PartitionData::default()
+                    .with_partition_index(p.partition)
+                    .with_high_watermark(hw)
+                    .with_last_stable_offset(hw)
+                    .with_log_start_offset(log_start)
+                    .with_records(Some(Bytes::new()));
+                d.diverging_epoch.epoch = epoch;
+                d.diverging_epoch.end_offset = end_offset;
+                parts.push(d);
+                slices.push(None);
+                continue;
+            }
             // Kafka's range is the log's (start to end), not the high watermark: a follower
             // fetches above it.
             if p.fetch_offset < log_start || p.fetch_offset > offsets.log_end {
@@ -130,7 +170,7 @@ fn read_once(
             let slice = if remaining == 0 {
                 Ok(None)
             } else {
-                partition.slice(p.fetch_offset, limit, total == 0)
+                partition.slice(p.fetch_offset, limit, total == 0, start.limit)
             };
             let slice = match slice {
                 Ok(s) => s,

@@ -12,6 +12,7 @@ mod configs;
 mod consumer_groups;
 mod fetch;
 mod groups;
+mod leader_epochs;
 mod list_offsets;
 mod metadata;
 mod offsets;
@@ -54,6 +55,7 @@ pub fn supported(key: ApiKey) -> Option<VersionRange> {
         ApiKey::Produce => ProduceRequest::VERSIONS,
         ApiKey::Fetch => FetchRequest::VERSIONS,
         ApiKey::ListOffsets => ListOffsetsRequest::VERSIONS,
+        ApiKey::OffsetForLeaderEpoch => OffsetForLeaderEpochRequest::VERSIONS,
         ApiKey::Metadata => MetadataRequest::VERSIONS,
         ApiKey::OffsetCommit => OffsetCommitRequest::VERSIONS,
         ApiKey::OffsetFetch => OffsetFetchRequest::VERSIONS,
@@ -96,6 +98,7 @@ pub fn empty_request(key: ApiKey) -> Option<RequestKind> {
         ApiKey::Produce => Rq::Produce(Default::default()),
         ApiKey::Fetch => Rq::Fetch(Default::default()),
         ApiKey::ListOffsets => Rq::ListOffsets(Default::default()),
+        ApiKey::OffsetForLeaderEpoch => Rq::OffsetForLeaderEpoch(Default::default()),
         ApiKey::Metadata => Rq::Metadata(Default::default()),
         ApiKey::OffsetCommit => Rq::OffsetCommit(Default::default()),
         ApiKey::OffsetFetch => Rq::OffsetFetch(Default::default()),
@@ -241,6 +244,9 @@ async fn dispatch(
         Rq::Metadata(r) => Rs::Metadata(metadata::handle(broker, r, ctx).await),
         Rq::Produce(r) => return Ok(produce::handle(broker, r, ctx).await.map(Rs::Produce)),
         Rq::ListOffsets(r) => Rs::ListOffsets(list_offsets::handle(broker, r, ctx)),
+        Rq::OffsetForLeaderEpoch(r) => {
+            Rs::OffsetForLeaderEpoch(leader_epochs::handle(broker, r, ctx))
+        }
         Rq::CreateTopics(r) => Rs::CreateTopics(topics::create_topics(broker, r, ctx).await),
         Rq::DeleteTopics(r) => Rs::DeleteTopics(topics::delete_topics(broker, r, ctx).await),
         Rq::CreatePartitions(r) => {

@@ -9,6 +9,7 @@
 //! Partition directories carry a `partition.metadata` file with the topic id (as Kafka does), so
 //! a directory left from a deleted topic is never mistaken for a re-created one of the same name.
 
+pub mod epochs;
 pub mod partition;
 pub mod producer;
 pub mod purgatory;
@@ -30,6 +31,7 @@ use crate::log::batch::{validate_record_set, BatchError};
 use crate::log::validate::{check_batch, Invalid, Rules};
 use crate::log::{now_ms, FileSlice, PartitionLog, ReadResult};
 use crate::metadata::{MetadataImage, METADATA_DIR};
+use epochs::LeaderEpochs;
 pub use partition::Offsets;
 use partition::PartitionState;
 use producer::{ProducerStateTable, SequenceCheck};
@@ -60,6 +62,27 @@ pub struct LocalReplica {
     pub log: PartitionLog,
     pub producers: ProducerStateTable,
     pub partition: PartitionState,
+    /// Where each leader epoch began in this log (OffsetForLeaderEpoch, diverging epochs).
+    pub epochs: LeaderEpochs,
+}
+
+/// Who is fetching: a client reads up to the high watermark, a follower replica up to the log
+/// end (and its fetch offset tells the leader how far it has replicated).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reader {
+    Consumer,
+    Follower(i32),
+}
+
+/// Where a fetch may read, decided under the partition's lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FetchStart {
+    pub offsets: Offsets,
+    /// Read below this offset (the high watermark for consumers, the log end for followers).
+    pub limit: i64,
+    /// The reader's last fetched epoch ended earlier here, at `(epoch, end offset)`: it must
+    /// truncate to that offset before fetching on (Fetch v12+'s `DivergingEpoch`, KIP-595).
+    pub diverging: Option<(i32, i64)>,
 }
 
 impl LocalReplica {
@@ -291,7 +314,16 @@ impl Partition {
             // Deleted (its directory renamed) after this request looked the partition up.
             return Ok(AppendOutcome::error(ResponseError::UnknownTopicOrPartition));
         }
-        let base = match st.log.append(records, &batches, epoch, now) {
+        // The first append of an epoch records where it begins, durably and before the
+        // records, as Kafka's leader does.
+        let start = st.log.next_offset();
+        let appended = if st.epochs.assign(epoch, start) {
+            st.epochs.save(st.log.dir())
+        } else {
+            Ok(())
+        }
+        .and_then(|()| st.log.append(records, &batches, epoch, now));
+        let base = match appended {
             Ok(base) => base,
             Err(e) => {
                 if e.is_storage_failure() {
@@ -356,6 +388,66 @@ impl Partition {
         }
     }
 
+    /// Kafka's checks for a fetch (the reader's `current_leader_epoch`, leadership, a follower
+    /// being a replica) and where it may read. A follower's fetch offset is its log end: the
+    /// leader records it, which may advance the high watermark and wake waiting consumers and
+    /// `acks=all` producers.
+    pub fn start_fetch(
+        &self,
+        reader: Reader,
+        current_leader_epoch: i32,
+        fetch_offset: i64,
+        last_fetched_epoch: i32,
+    ) -> std::result::Result<FetchStart, ResponseError> {
+        let mut st = self.state.lock();
+        st.partition.check_epoch(current_leader_epoch)?;
+        st.partition.check_leader()?;
+        let log_end = st.log.next_offset();
+        let diverging = (last_fetched_epoch >= 0)
+            .then(|| st.epochs.end_offset_for(last_fetched_epoch, log_end))
+            .filter(|&(epoch, end)| epoch < last_fetched_epoch || end < fetch_offset);
+        let (limit, moved) = match reader {
+            Reader::Consumer => (st.offsets().high_watermark, false),
+            Reader::Follower(id) => {
+                if !st.partition.is_replica(id) {
+                    return Err(ResponseError::NotLeaderOrFollower);
+                }
+                let moved = diverging.is_none()
+                    && st
+                        .partition
+                        .on_follower_fetch(id, fetch_offset, log_end, now_ms())
+                        .high_watermark_advanced;
+                (log_end, moved)
+            }
+        };
+        let start = FetchStart {
+            offsets: st.offsets(),
+            limit,
+            diverging,
+        };
+        drop(st);
+        if moved {
+            self.watchers.wake(Event::HighWatermark);
+        }
+        Ok(start)
+    }
+
+    /// OffsetForLeaderEpoch: where `requested` ended in this log, after the asker's
+    /// `current_leader_epoch` check and, when `leader_only`, the leadership check.
+    pub fn end_offset_for(
+        &self,
+        current_leader_epoch: i32,
+        requested: i32,
+        leader_only: bool,
+    ) -> std::result::Result<(i32, i64), ResponseError> {
+        let st = self.state.lock();
+        st.partition.check_epoch(current_leader_epoch)?;
+        if leader_only {
+            st.partition.check_leader()?;
+        }
+        Ok(st.epochs.end_offset_for(requested, st.log.next_offset()))
+    }
+
     /// The offsets a client may use, after Kafka's checks for a client request: its
     /// `current_leader_epoch` (see [`PartitionState::check_epoch`]) and, when `leader_only`,
     /// that this replica leads (NOT_LEADER_OR_FOLLOWER otherwise).
@@ -394,13 +486,20 @@ impl Partition {
         st.log.read(offset, max_bytes, min_one, hw)
     }
 
-    /// The file range of whole batches from `offset` up to the high watermark (see
-    /// [`PartitionLog::slice`](crate::log::PartitionLog::slice)).
-    pub fn slice(&self, offset: i64, max_bytes: usize, min_one: bool) -> Result<Option<FileSlice>> {
+    /// The file range of whole batches from `offset` up to `limit` (from [`start_fetch`](
+    /// Self::start_fetch); see [`PartitionLog::slice`](crate::log::PartitionLog::slice)).
+    pub fn slice(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        min_one: bool,
+        limit: i64,
+    ) -> Result<Option<FileSlice>> {
         self.dir.check()?;
-        let st = self.state.lock();
-        let hw = st.offsets().high_watermark;
-        st.log.slice(offset, max_bytes, min_one, hw)
+        self.state
+            .lock()
+            .log
+            .slice(offset, max_bytes, min_one, limit)
     }
 }
 
@@ -639,7 +738,16 @@ impl ReplicaManager {
         let log = PartitionLog::open(&dir, config, self.clean_start)?;
         write_topic_id(&dir, id)?;
         let mut producers = ProducerStateTable::default();
-        log.for_each_header(|h| producers.record(h, h.base_offset))?;
+        let saved = LeaderEpochs::load(&dir)?;
+        let mut epochs = saved.clone();
+        log.for_each_header(|h| {
+            producers.record(h, h.base_offset);
+            epochs.assign(h.partition_leader_epoch, h.base_offset);
+        })?;
+        epochs.truncate_from_end(log.next_offset());
+        if epochs != saved {
+            epochs.save(&dir)?;
+        }
         // No high-watermark checkpoint yet: a replica starts from its log start, and a leader
         // whose ISR is itself moves to its log end at once.
         let mut partition = PartitionState::new(self.node_id, log.log_start_offset());
@@ -651,6 +759,7 @@ impl ReplicaManager {
                 log,
                 producers,
                 partition,
+                epochs,
             }),
             watchers: Watchers::default(),
             dir: self.dir_health.clone(),
@@ -806,7 +915,7 @@ mod tests {
         let p = replicas.get("t", 0).unwrap();
         assert_eq!(p.state.lock().partition.leader_epoch(), 3);
         image.apply(&partition(4));
-        replicas.sync(&Arc::new(image)).unwrap();
+        replicas.sync(&Arc::new(image.clone())).unwrap();
         assert_eq!(p.state.lock().partition.leader_epoch(), 4);
         assert_eq!(p.check_leader_epoch(-1), Ok(()));
         assert_eq!(p.check_leader_epoch(4), Ok(()));
@@ -819,6 +928,18 @@ mod tests {
             Err(ResponseError::UnknownLeaderEpoch)
         );
 
+        // The epochs the batches were written in survive a reopen (the checkpoint).
+        let b = crate::log::batch::build_batch(0, now_ms(), &[(None, Some(b"v"))]);
+        assert_eq!(p.append(&b, None, -1).unwrap().error, 0);
+        assert_eq!(p.end_offset_for(-1, 3, true), Ok((3, 0)));
+        assert_eq!(p.end_offset_for(-1, 4, true), Ok((4, 1)));
+        drop(p);
+        let reopened = ReplicaManager::new(&config).unwrap();
+        reopened.sync(&Arc::new(image.clone())).unwrap();
+        let p = reopened.get("t", 0).unwrap();
+        assert_eq!(p.end_offset_for(-1, 3, true), Ok((3, 0)));
+        assert_eq!(p.end_offset_for(-1, 2, true), Ok((2, 0)));
+
         // One replica: an append is replicated when it returns, the high watermark is the end.
         let b = crate::log::batch::build_batch(0, now_ms(), &[(None, Some(b"v"))]);
         assert_eq!(p.append(&b, None, -1).unwrap().error, 0);
@@ -826,9 +947,71 @@ mod tests {
             p.offsets(),
             Offsets {
                 log_start: 0,
-                high_watermark: 1,
-                log_end: 1
+                high_watermark: 2,
+                log_end: 2
             }
+        );
+    }
+
+    /// The leader side of replication: followers' fetch offsets move the high watermark, which
+    /// is what consumers may read and what an `acks=all` produce waits for.
+    #[tokio::test]
+    async fn follower_fetches_advance_the_high_watermark_and_release_acks_all() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = BrokerConfig::load(
+            None,
+            Vec::new(),
+            &[format!("log.dirs={}", dir.path().display())],
+        )
+        .unwrap();
+        let replicas = ReplicaManager::new(&config).unwrap();
+        let me = config.node_id;
+        let (f1, f2) = (me + 1, me + 2);
+        let topic_id = Uuid::new_v4();
+        let mut image = MetadataImage::default();
+        image.apply(&MetadataRecord::Topic {
+            name: "r".into(),
+            topic_id,
+        });
+        image.apply(&MetadataRecord::Partition {
+            topic_id,
+            partition: 0,
+            replicas: vec![me, f1, f2],
+            isr: vec![me, f1, f2],
+            leader: me,
+            leader_epoch: 2,
+        });
+        replicas.sync(&Arc::new(image)).unwrap();
+        let p = replicas.get("r", 0).unwrap();
+        let b =
+            crate::log::batch::build_batch(0, now_ms(), &[(None, Some(b"a")), (None, Some(b"b"))]);
+        let appended = p.append(&b, None, -1).unwrap();
+        assert_eq!((appended.error, appended.last_offset), (0, 1));
+        assert_eq!(p.offsets().high_watermark, 0, "on the leader only");
+        let deadline = Instant::now() + std::time::Duration::from_secs(30);
+        let waiting = {
+            let p = p.clone();
+            tokio::spawn(async move { p.replicated(1, 2, deadline).await })
+        };
+        // Consumers read nothing yet; a follower reads to the log end.
+        assert_eq!(p.start_fetch(Reader::Consumer, -1, 0, -1).unwrap().limit, 0);
+        let s = p.start_fetch(Reader::Follower(f1), 2, 2, 2).unwrap();
+        assert_eq!((s.limit, s.diverging), (2, None));
+        assert_eq!(p.offsets().high_watermark, 0, "f2 has not fetched");
+        p.start_fetch(Reader::Follower(f2), 2, 1, 2).unwrap();
+        assert_eq!(p.offsets().high_watermark, 1);
+        // Offset 1 is not on every in-sync replica yet: the wait cannot have ended.
+        assert!(!waiting.is_finished());
+        p.start_fetch(Reader::Follower(f2), 2, 2, 2).unwrap();
+        assert_eq!(p.offsets().high_watermark, 2);
+        assert_eq!(waiting.await.unwrap(), Ok(()));
+        // A follower whose last epoch (1) this leader never wrote in diverged where the
+        // leader's first epoch began.
+        let s = p.start_fetch(Reader::Follower(f1), 2, 2, 1).unwrap();
+        assert_eq!(s.diverging, Some((1, 0)));
+        assert_eq!(
+            p.start_fetch(Reader::Follower(me + 9), 2, 0, -1),
+            Err(ResponseError::NotLeaderOrFollower)
         );
     }
 }

@@ -102,6 +102,10 @@ impl PartitionState {
         &self.isr
     }
 
+    pub fn is_replica(&self, node: i32) -> bool {
+        self.replicas.contains(&node)
+    }
+
     /// Takes the partition's assignment from a metadata image. Returns true when this replica
     /// became leader or follower anew (a new epoch or role): requests waiting on the old
     /// leadership must end. A new leader keeps its high watermark (it only ever moves forward)
