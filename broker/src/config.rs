@@ -63,6 +63,13 @@ pub const BROKER_KEYS: &[KeyDef] = &[
     key("num.partitions", Int, Some("1")),
     key("default.replication.factor", Int, Some("1")),
     key("min.insync.replicas", Int, Some("1")),
+    // Follower fetchers (Kafka's defaults).
+    key("replica.fetch.wait.max.ms", Int, Some("500")),
+    key("replica.fetch.min.bytes", Int, Some("1")),
+    key("replica.fetch.max.bytes", Int, Some("1048576")),
+    key("replica.fetch.response.max.bytes", Int, Some("10485760")),
+    key("replica.fetch.backoff.ms", Int, Some("1000")),
+    key("replica.lag.time.max.ms", Long, Some("30000")),
     key("auto.create.topics.enable", Bool, Some("true")),
     key("delete.topic.enable", Bool, Some("true")),
     key("log.retention.ms", Long, None),
@@ -346,6 +353,18 @@ pub struct BrokerConfig {
     pub group_consumer_heartbeat_interval_ms: u64,
     pub group_consumer_max_size: i32,
     pub metrics_listener: Option<String>,
+    pub replica_fetch: ReplicaFetchSettings,
+}
+
+/// How follower replicas fetch from their leaders (`replica.fetch.*`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplicaFetchSettings {
+    pub wait_max_ms: i32,
+    pub min_bytes: i32,
+    /// Per partition, as `partition_max_bytes` (the first batch may exceed it, KIP-74).
+    pub max_bytes: i32,
+    pub response_max_bytes: i32,
+    pub backoff_ms: u64,
 }
 
 impl BrokerConfig {
@@ -517,6 +536,13 @@ impl BrokerConfig {
             log_dir,
             num_partitions: positive("num.partitions", 1)? as i32,
             default_replication_factor: positive("default.replication.factor", 1)? as i16,
+            replica_fetch: ReplicaFetchSettings {
+                wait_max_ms: positive("replica.fetch.wait.max.ms", 0)? as i32,
+                min_bytes: positive("replica.fetch.min.bytes", 1)? as i32,
+                max_bytes: positive("replica.fetch.max.bytes", 0)? as i32,
+                response_max_bytes: positive("replica.fetch.response.max.bytes", 0)? as i32,
+                backoff_ms: positive("replica.fetch.backoff.ms", 0)? as u64,
+            },
             auto_create_topics_enable: get("auto.create.topics.enable").as_deref() == Some("true"),
             retention_check_interval_ms: positive("log.retention.check.interval.ms", 1)? as u64,
             socket_request_max_bytes: positive("socket.request.max.bytes", 1024)? as usize,

@@ -8,6 +8,7 @@
 
 pub mod api;
 pub mod broker;
+pub mod client;
 pub mod config;
 pub mod error;
 pub mod group;

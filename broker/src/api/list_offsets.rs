@@ -23,6 +23,7 @@ pub fn handle(
     ctx: &RequestContext,
 ) -> ListOffsetsResponse {
     let leader_only = req.replica_id.0 != -2;
+    let follower = req.replica_id.0 >= 0;
     let topics = req
         .topics
         .into_iter()
@@ -46,6 +47,8 @@ pub fn handle(
                     }
                     let st = partition.state.lock();
                     let found = match p.timestamp {
+                        // A follower (replica id >= 0) asks for the log end, as in Kafka.
+                        LATEST if follower => Ok(Some((st.offsets().log_end, -1))),
                         LATEST | LATEST_TIERED => Ok(Some((st.offsets().high_watermark, -1))),
                         EARLIEST | EARLIEST_LOCAL => Ok(Some((st.offsets().log_start, -1))),
                         MAX_TIMESTAMP => st.log.max_timestamp().map(|m| m.map(|(ts, o)| (o, ts))),

@@ -190,9 +190,13 @@ impl PartitionLog {
     }
 
     pub fn roll(&mut self) -> Result<()> {
-        let next = self.next_offset();
+        self.roll_at(self.next_offset())
+    }
+
+    /// Closes the active segment and starts one whose base is `base` (at least the log end).
+    fn roll_at(&mut self, base: i64) -> Result<()> {
         self.active_mut().save_indexes()?;
-        let seg = Segment::create(&self.dir, next)?;
+        let seg = Segment::create(&self.dir, base)?;
         self.segments.push(seg);
         Ok(())
     }
@@ -238,6 +242,55 @@ impl PartitionLog {
             }
         }
         Ok(first)
+    }
+
+    /// Appends batches fetched from the leader as they are: their offsets, leader epochs and
+    /// timestamps are the leader's, so the replicas' logs are byte-identical. Batches that end
+    /// below the log end (already here) are skipped; offsets may jump forward (a compacted
+    /// leader log has gaps). A batch that starts below the log end but ends above it means the
+    /// logs diverged, which the fetcher resolves by truncating first: it is refused.
+    pub fn append_replicated(
+        &mut self,
+        records: &[u8],
+        batches: &[(usize, BatchHeader)],
+        now: i64,
+    ) -> Result<i64> {
+        for (pos, h) in batches {
+            let next = self.next_offset();
+            let last = h.last_offset();
+            if last < next {
+                continue;
+            }
+            if h.base_offset < next {
+                return Err(Error::CorruptBatch(format!(
+                    "a replicated batch at offsets {}..={last} overlaps the log end {next}",
+                    h.base_offset
+                )));
+            }
+            let raw = &records[*pos..*pos + h.total_len()];
+            // Relative offsets in a segment are u32: a gap this wide starts a new segment at
+            // the batch (an empty segment cannot be moved; only a fresh log can have one here,
+            // and the fetcher starts a fresh log at the leader's log start).
+            if last - self.active().base_offset > i32::MAX as i64 {
+                if self.active().size == 0 {
+                    return Err(Error::CorruptBatch(format!(
+                        "a replicated batch at offset {} is too far past the empty segment at {}",
+                        h.base_offset,
+                        self.active().base_offset
+                    )));
+                }
+                self.roll_at(h.base_offset)?;
+            } else {
+                self.maybe_roll(raw.len(), now)?;
+            }
+            let prefix: [u8; 16] = raw[..16]
+                .try_into()
+                .expect("a validated batch has a header");
+            let interval = self.config.index_interval_bytes;
+            self.active_mut()
+                .append(&prefix, &raw[16..], h, h.base_offset, interval)?;
+        }
+        Ok(self.next_offset())
     }
 
     /// Reads whole batches starting at the batch that contains `offset`, up to `max_bytes`

@@ -10,6 +10,7 @@
 //! a directory left from a deleted topic is never mistaken for a re-created one of the same name.
 
 pub mod epochs;
+pub mod fetcher;
 pub mod partition;
 pub mod producer;
 pub mod purgatory;
@@ -72,6 +73,15 @@ pub struct LocalReplica {
 pub enum Reader {
     Consumer,
     Follower(i32),
+}
+
+/// A follower's position in its log, sent in its next fetch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FollowerPosition {
+    pub leader_epoch: i32,
+    pub fetch_offset: i64,
+    pub last_fetched_epoch: i32,
+    pub log_start: i64,
 }
 
 /// Where a fetch may read, decided under the partition's lock.
@@ -357,6 +367,90 @@ impl Partition {
         Ok(outcome)
     }
 
+    /// A follower appends what its leader sent for `leader_epoch` (see
+    /// [`PartitionLog::append_replicated`]), follows the leader's log start, and takes the
+    /// leader's high watermark up to its own log end. A response to a fetch made under an
+    /// older leadership is dropped (`Ok(None)`); otherwise returns the new log end.
+    pub fn append_replicated(
+        &self,
+        records: &[u8],
+        leader_epoch: i32,
+        leader_high_watermark: i64,
+        leader_log_start: i64,
+    ) -> Result<Option<i64>> {
+        let batches = validate_record_set(records, usize::MAX)
+            .map_err(|e| Error::CorruptBatch(format!("from the leader: {e:?}")))?;
+        for (pos, h) in &batches {
+            if !crate::log::batch::crc_matches(&records[*pos..*pos + h.total_len()]) {
+                return Err(Error::CorruptBatch(format!(
+                    "from the leader: batch at offset {} fails its CRC",
+                    h.base_offset
+                )));
+            }
+        }
+        self.dir.check()?;
+        let mut st = self.state.lock();
+        if st.partition.is_leader()
+            || st.partition.leader_epoch() != leader_epoch
+            || st.log.is_deleted()
+        {
+            return Ok(None);
+        }
+        let result = (|| -> Result<i64> {
+            let mut epochs = st.epochs.clone();
+            let next = st.log.next_offset();
+            for (_, h) in batches.iter().filter(|(_, h)| h.last_offset() >= next) {
+                epochs.assign(h.partition_leader_epoch, h.base_offset);
+            }
+            if epochs != st.epochs {
+                epochs.save(st.log.dir())?;
+                st.epochs = epochs;
+            }
+            let log_end = st.log.append_replicated(records, &batches, now_ms())?;
+            for (_, h) in batches.iter().filter(|(_, h)| h.last_offset() >= next) {
+                st.producers.record(h, h.base_offset);
+            }
+            let start = leader_log_start.min(log_end);
+            if start > st.log.log_start_offset() {
+                st.log.advance_log_start(start)?;
+            }
+            Ok(log_end)
+        })();
+        let log_end = match result {
+            Ok(end) => end,
+            Err(e) => {
+                if e.is_storage_failure() {
+                    self.dir.fail(&e);
+                }
+                return Err(e);
+            }
+        };
+        let moved = st
+            .partition
+            .on_leader_high_watermark(leader_high_watermark, log_end);
+        drop(st);
+        self.watchers.wake(Event::LogEnd);
+        if moved {
+            self.watchers.wake(Event::HighWatermark);
+        }
+        Ok(Some(log_end))
+    }
+
+    /// What a follower's next fetch asks for: the partition's leader epoch, its log end (the
+    /// fetch offset), the epoch of its last batch and its log start. `None` while it leads.
+    pub fn follower_position(&self) -> Option<FollowerPosition> {
+        let st = self.state.lock();
+        if st.partition.is_leader() || st.log.is_deleted() {
+            return None;
+        }
+        Some(FollowerPosition {
+            leader_epoch: st.partition.leader_epoch(),
+            fetch_offset: st.log.next_offset(),
+            last_fetched_epoch: st.epochs.latest_epoch().unwrap_or(-1),
+            log_start: st.log.log_start_offset(),
+        })
+    }
+
     /// Waits until the high watermark passes `last_offset` (an `acks=all` append is on every
     /// in-sync replica), or until `deadline` (REQUEST_TIMED_OUT, as Kafka answers a produce
     /// whose `timeout_ms` ran out). See [`PartitionState::replicated`] for the other outcomes.
@@ -403,9 +497,18 @@ impl Partition {
         st.partition.check_epoch(current_leader_epoch)?;
         st.partition.check_leader()?;
         let log_end = st.log.next_offset();
-        let diverging = (last_fetched_epoch >= 0)
-            .then(|| st.epochs.end_offset_for(last_fetched_epoch, log_end))
-            .filter(|&(epoch, end)| epoch < last_fetched_epoch || end < fetch_offset);
+        let mut diverging = None;
+        if last_fetched_epoch >= 0 {
+            // As Kafka's `validateFetchOffsetAndMaybeGetDivergingEpoch`: an epoch this log
+            // cannot place is out of range; one that ended before the fetch offset diverged.
+            let (epoch, end) = st.epochs.end_offset_for(last_fetched_epoch, log_end);
+            if (epoch, end) == epochs::UNDEFINED {
+                return Err(ResponseError::OffsetOutOfRange);
+            }
+            if epoch < last_fetched_epoch || end < fetch_offset {
+                diverging = Some((epoch, end));
+            }
+        }
         let (limit, moved) = match reader {
             Reader::Consumer => (st.offsets().high_watermark, false),
             Reader::Follower(id) => {
@@ -508,6 +611,8 @@ pub struct ReplicaManager {
     node_id: i32,
     config: BrokerConfig,
     partitions: RwLock<HashMap<TopicPartition, Arc<Partition>>>,
+    /// The tasks that fetch followed partitions from their leaders.
+    fetchers: fetcher::FetcherManager,
     clean_start: bool,
     /// The newest image applied. Images are applied one at a time and never an older one
     /// after a newer: an older image lacks what a newer one created, and applying it would
@@ -534,6 +639,7 @@ impl ReplicaManager {
             node_id: config.node_id,
             config: config.clone(),
             partitions: RwLock::new(HashMap::new()),
+            fetchers: fetcher::FetcherManager::new(config.node_id, config.replica_fetch),
             clean_start,
             applied: Mutex::new(None),
             dir_health: Arc::new(LogDir::default()),
@@ -672,6 +778,8 @@ impl ReplicaManager {
             p.watchers.wake_all();
         }
         let mut result = Ok(());
+        // (leader, partition) of every partition this node follows.
+        let mut followed = Vec::new();
         // Resolved once per topic: a topic may have thousands of partitions.
         let mut configs: HashMap<String, TopicConfig> = HashMap::new();
         for (tp, id) in wanted {
@@ -703,9 +811,15 @@ impl ReplicaManager {
                     if changed {
                         p.watchers.wake_all();
                     }
+                    if assignment.leader != self.node_id && assignment.leader >= 0 {
+                        followed.push((assignment.leader, p));
+                    }
                 }
                 None => match self.open_partition(&tp, id, config, assignment) {
                     Ok(p) => {
+                        if assignment.leader != self.node_id && assignment.leader >= 0 {
+                            followed.push((assignment.leader, p.clone()));
+                        }
                         self.partitions.write().insert(tp, p);
                     }
                     Err(e) => {
@@ -715,6 +829,7 @@ impl ReplicaManager {
                 },
             }
         }
+        self.fetchers.update(followed, &image.brokers);
         result
     }
 
@@ -826,6 +941,7 @@ impl ReplicaManager {
 
     /// Flushes and closes every log and leaves the clean-shutdown marker.
     pub fn shutdown(&self) -> Result<()> {
+        self.fetchers.shutdown();
         if self.dir_health.is_offline() {
             tracing::warn!("the log directory is offline: no clean-shutdown marker, the next start recovers every active segment");
             return Ok(());

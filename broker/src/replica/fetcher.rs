@@ -1,0 +1,273 @@
+//! Follower fetchers: one task per leader broker this node follows partitions of, fetching
+//! them with the Fetch API as a replica (`replica_id` = this node) and appending what arrives
+//! as it is. The fetch offset it sends is the follower's log end, which is how the leader learns
+//! the follower's progress and moves the high watermark (see [`PartitionState`](super::partition::PartitionState)).
+//!
+//! The set of partitions each fetcher serves comes from the metadata image
+//! ([`FetcherManager::update`], called by the replica manager after each image); a response to a
+//! fetch made under an older leadership is dropped by [`Partition::append_replicated`]. A broken
+//! connection or a failed request backs off `replica.fetch.backoff.ms` and reconnects.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::{BrokerId, FetchRequest, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use parking_lot::Mutex;
+use tokio::runtime::Handle;
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+
+use super::{Partition, TopicPartition};
+use crate::client::Client;
+use crate::config::ReplicaFetchSettings;
+use crate::metadata::image::BrokerImage;
+
+/// Fetch v12: topics by name, `replica_id` in the body, `last_fetched_epoch` for divergence.
+const FETCH_VERSION: i16 = 12;
+
+type Followed = Arc<Mutex<BTreeMap<TopicPartition, Arc<Partition>>>>;
+
+struct Fetcher {
+    /// `host:port` of the leader when the task started; a new address starts a new task.
+    address: String,
+    partitions: Followed,
+    changed: Arc<Notify>,
+    task: JoinHandle<()>,
+}
+
+pub struct FetcherManager {
+    node_id: i32,
+    settings: ReplicaFetchSettings,
+    /// The runtime fetcher tasks run on (the broker's); `None` where no runtime exists (unit
+    /// tests that apply images synchronously), in which case nothing is fetched.
+    runtime: Option<Handle>,
+    fetchers: Mutex<HashMap<i32, Fetcher>>,
+}
+
+impl FetcherManager {
+    pub fn new(node_id: i32, settings: ReplicaFetchSettings) -> Self {
+        FetcherManager {
+            node_id,
+            settings,
+            runtime: Handle::try_current().ok(),
+            fetchers: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Makes the fetchers serve exactly `followed` (partition, its leader): partitions move
+    /// between fetchers, fetchers start for new leaders and stop for leaders no longer
+    /// followed or whose address changed.
+    pub fn update(
+        &self,
+        followed: Vec<(i32, Arc<Partition>)>,
+        brokers: &BTreeMap<i32, BrokerImage>,
+    ) {
+        let Some(runtime) = &self.runtime else {
+            return;
+        };
+        let mut by_leader: HashMap<i32, BTreeMap<TopicPartition, Arc<Partition>>> = HashMap::new();
+        for (leader, p) in followed {
+            by_leader.entry(leader).or_default().insert(p.tp.clone(), p);
+        }
+        let mut fetchers = self.fetchers.lock();
+        fetchers.retain(|leader, f| {
+            let keep = by_leader.contains_key(leader)
+                && brokers.get(leader).is_some_and(|b| address(b) == f.address);
+            if !keep {
+                f.task.abort();
+            }
+            keep
+        });
+        for (leader, partitions) in by_leader {
+            if let Some(f) = fetchers.get(&leader) {
+                *f.partitions.lock() = partitions;
+                f.changed.notify_one();
+                continue;
+            }
+            let Some(broker) = brokers.get(&leader) else {
+                tracing::warn!(
+                    leader,
+                    "following a leader that is not registered: nothing to fetch from until it is"
+                );
+                continue;
+            };
+            let address = address(broker);
+            let followed: Followed = Arc::new(Mutex::new(partitions));
+            let changed = Arc::new(Notify::new());
+            let task = runtime.spawn(run(
+                self.node_id,
+                leader,
+                address.clone(),
+                followed.clone(),
+                changed.clone(),
+                self.settings,
+            ));
+            fetchers.insert(
+                leader,
+                Fetcher {
+                    address,
+                    partitions: followed,
+                    changed,
+                    task,
+                },
+            );
+        }
+    }
+
+    /// Stops every fetcher (broker shutdown).
+    pub fn shutdown(&self) {
+        for (_, f) in self.fetchers.lock().drain() {
+            f.task.abort();
+        }
+    }
+}
+
+/// Fetchers never outlive their broker (a broker task aborted in a test, like a killed
+/// process, stops replicating).
+impl Drop for FetcherManager {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+fn address(b: &BrokerImage) -> String {
+    format!("{}:{}", b.host, b.port)
+}
+
+async fn run(
+    node_id: i32,
+    leader: i32,
+    address: String,
+    followed: Followed,
+    changed: Arc<Notify>,
+    settings: ReplicaFetchSettings,
+) {
+    let backoff = Duration::from_millis(settings.backoff_ms);
+    let client_id = format!("fjord-replica-fetcher-{node_id}-from-{leader}");
+    // Room for the records plus the response's own fields.
+    let max_frame = settings.response_max_bytes.max(settings.max_bytes) as usize + (1 << 20);
+    let mut client: Option<Client> = None;
+    let mut warned = false;
+    loop {
+        let partitions: Vec<Arc<Partition>> = followed.lock().values().cloned().collect();
+        let mut positions = HashMap::new();
+        let mut topics: BTreeMap<String, Vec<FetchPartition>> = BTreeMap::new();
+        for p in &partitions {
+            let Some(pos) = p.follower_position() else {
+                continue;
+            };
+            positions.insert(p.tp.clone(), (p.clone(), pos.leader_epoch));
+            topics.entry(p.tp.topic.clone()).or_default().push(
+                FetchPartition::default()
+                    .with_partition(p.tp.partition)
+                    .with_current_leader_epoch(pos.leader_epoch)
+                    .with_fetch_offset(pos.fetch_offset)
+                    .with_last_fetched_epoch(pos.last_fetched_epoch)
+                    .with_log_start_offset(pos.log_start)
+                    .with_partition_max_bytes(settings.max_bytes),
+            );
+        }
+        if topics.is_empty() {
+            changed.notified().await;
+            continue;
+        }
+        let req = FetchRequest::default()
+            .with_replica_id(BrokerId(node_id))
+            .with_max_wait_ms(settings.wait_max_ms)
+            .with_min_bytes(settings.min_bytes)
+            .with_max_bytes(settings.response_max_bytes)
+            .with_session_id(0)
+            .with_session_epoch(-1)
+            .with_topics(
+                topics
+                    .into_iter()
+                    .map(|(t, parts)| {
+                        FetchTopic::default()
+                            .with_topic(TopicName(StrBytes::from_string(t)))
+                            .with_partitions(parts)
+                    })
+                    .collect(),
+            );
+        if client.is_none() {
+            match connect(&address, &client_id, max_frame).await {
+                Ok(c) => {
+                    tracing::info!(leader, %address, "replica fetcher connected");
+                    warned = false;
+                    client = Some(c);
+                }
+                Err(e) => {
+                    if !warned {
+                        tracing::warn!(leader, %address, error = %e, "replica fetcher cannot reach the leader; retrying");
+                        warned = true;
+                    }
+                    tokio::time::sleep(backoff).await;
+                    continue;
+                }
+            }
+        }
+        let Some(c) = client.as_mut() else {
+            continue;
+        };
+        let response = match c.send(&req, FETCH_VERSION).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(leader, %address, error = %e, "replica fetch failed; reconnecting");
+                client = None;
+                tokio::time::sleep(backoff).await;
+                continue;
+            }
+        };
+        if response.error_code != 0 {
+            tracing::warn!(leader, error = ?ResponseError::try_from_code(response.error_code), "replica fetch refused");
+            tokio::time::sleep(backoff).await;
+            continue;
+        }
+        let mut errors = 0;
+        for t in response.responses {
+            for d in t.partitions {
+                let tp = TopicPartition::new(t.topic.0.as_str(), d.partition_index);
+                let Some((p, epoch)) = positions.get(&tp) else {
+                    continue;
+                };
+                if d.error_code != 0 {
+                    errors += 1;
+                    tracing::debug!(partition = %tp.dir_name(), leader, error = ?ResponseError::try_from_code(d.error_code), "replica fetch of a partition refused");
+                    continue;
+                }
+                if d.diverging_epoch.epoch >= 0 {
+                    // Truncating a divergent tail needs the log's truncation (next step).
+                    errors += 1;
+                    tracing::warn!(partition = %tp.dir_name(), leader, epoch = d.diverging_epoch.epoch, end_offset = d.diverging_epoch.end_offset, "this replica's log diverged from the leader's");
+                    continue;
+                }
+                let records = d.records.unwrap_or_default();
+                if let Err(e) =
+                    p.append_replicated(&records, *epoch, d.high_watermark, d.log_start_offset)
+                {
+                    errors += 1;
+                    tracing::error!(partition = %tp.dir_name(), leader, error = %e, "could not append replicated records");
+                }
+            }
+        }
+        if errors > 0 && errors == positions.len() {
+            // Nothing progressed: wait for metadata (a new leader) or the leader to recover.
+            tokio::select! {
+                _ = changed.notified() => {}
+                _ = tokio::time::sleep(backoff) => {}
+            }
+        }
+    }
+}
+
+async fn connect(address: &str, client_id: &str, max_frame: usize) -> crate::Result<Client> {
+    let addr: SocketAddr = tokio::net::lookup_host(address)
+        .await?
+        .next()
+        .ok_or_else(|| crate::Error::Metadata(format!("{address} resolves to no address")))?;
+    Client::connect(addr, client_id, max_frame).await
+}

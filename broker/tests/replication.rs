@@ -1,0 +1,221 @@
+//! Replication between two real brokers over loopback, before the metadata quorum exists: both
+//! start from the same metadata records written into their log directories (two registered
+//! brokers, one topic whose partition has replicas [1, 2] and leader 1), so each holds the same
+//! image. Broker 2's fetcher replicates from broker 1 with the Fetch API; the tests check what
+//! the leader may acknowledge and serve, and that the replicas' logs end identical.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::*;
+use fjord_broker::metadata::image::MetadataRecord;
+use fjord_broker::metadata::MetadataLog;
+use fjord_broker::BrokerConfig;
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::ProduceRequest;
+use kafka_protocol::records::Compression;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+struct Node {
+    addr: std::net::SocketAddr,
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<fjord_broker::Result<()>>,
+}
+
+impl Node {
+    async fn client(&self) -> TestResult<Client> {
+        Client::connect(self.addr).await
+    }
+
+    async fn stop(self) -> TestResult {
+        let _ = self.stop.send(());
+        self.task.await??;
+        Ok(())
+    }
+
+    /// As close to SIGKILL as an in-process broker gets: no shutdown path at all.
+    async fn crash(self) {
+        self.task.abort();
+        let _ = self.task.await;
+    }
+}
+
+fn config(node_id: i32, dir: &Path) -> TestResult<BrokerConfig> {
+    Ok(BrokerConfig::load(
+        None,
+        Vec::new(),
+        &[
+            format!("node.id={node_id}"),
+            "listeners=PLAINTEXT://127.0.0.1:0".to_string(),
+            format!("log.dirs={}", dir.display()),
+            "fjord.metrics.listener=".to_string(),
+            // Followers retry a lost leader quickly in tests.
+            "replica.fetch.backoff.ms=50".to_string(),
+        ],
+    )?)
+}
+
+/// Binds a node's listener (its port goes into the shared records) without starting it.
+async fn bind(
+    node_id: i32,
+    dir: &Path,
+) -> TestResult<(BrokerConfig, Vec<tokio::net::TcpListener>)> {
+    let config = config(node_id, dir)?;
+    let listeners = fjord_broker::bind(&config).await?;
+    Ok((config, listeners))
+}
+
+async fn start(config: BrokerConfig, listeners: Vec<tokio::net::TcpListener>) -> TestResult<Node> {
+    let addr = listeners[0].local_addr()?;
+    let (stop, rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(fjord_broker::run(listeners, config, async move {
+        let _ = rx.await;
+    }));
+    eventually(
+        "the broker answers ApiVersions",
+        Duration::from_secs(20),
+        || async {
+            let mut c = Client::connect(addr).await.ok()?;
+            c.api_versions().await.ok()
+        },
+    )
+    .await?;
+    Ok(Node { addr, stop, task })
+}
+
+fn seed(dir: &Path, records: &[MetadataRecord]) -> TestResult {
+    let (mut log, existing) = MetadataLog::open(dir, false)?;
+    anyhow::ensure!(existing.is_empty(), "seeding a used directory");
+    log.append(records)?;
+    log.close()?;
+    Ok(())
+}
+
+async fn produce_with(
+    c: &mut Client,
+    topic: &str,
+    values: &[(&str, &str)],
+    acks: i16,
+    timeout_ms: i32,
+) -> TestResult<(i16, i64)> {
+    let req = ProduceRequest::default()
+        .with_acks(acks)
+        .with_timeout_ms(timeout_ms)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(name(topic))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(0)
+                .with_records(Some(batch(values, Compression::None)))])]);
+    let r = c.send(req, 11).await?;
+    let p = &r.responses[0].partition_responses[0];
+    Ok((p.error_code, p.base_offset))
+}
+
+/// Every byte of a partition's segment files, by file name.
+fn segments(dir: &Path, partition_dir: &str) -> TestResult<BTreeMap<String, Vec<u8>>> {
+    let mut out = BTreeMap::new();
+    for e in std::fs::read_dir(dir.join(partition_dir))? {
+        let path: PathBuf = e?.path();
+        if path.extension().is_some_and(|x| x == "log") {
+            let name = path.file_name().unwrap().to_string_lossy().to_string();
+            out.insert(name, std::fs::read(&path)?);
+        }
+    }
+    Ok(out)
+}
+
+#[tokio::test]
+async fn a_follower_replicates_and_acks_all_waits_for_it() -> TestResult {
+    let (d1, d2) = (tempfile::tempdir()?, tempfile::tempdir()?);
+    let (c1, l1) = bind(1, d1.path()).await?;
+    let (c2, l2) = bind(2, d2.path()).await?;
+    let (a1, a2) = (l1[0].local_addr()?, l2[0].local_addr()?);
+    let t = topic("replicated");
+    let topic_id = uuid::Uuid::new_v4();
+    let register = |node_id: i32, port: u16| MetadataRecord::RegisterBroker {
+        node_id,
+        host: "127.0.0.1".into(),
+        port: port as i32,
+        rack: None,
+    };
+    let records = vec![
+        register(1, a1.port()),
+        register(2, a2.port()),
+        MetadataRecord::Topic {
+            name: t.clone(),
+            topic_id,
+        },
+        MetadataRecord::Partition {
+            topic_id,
+            partition: 0,
+            replicas: vec![1, 2],
+            isr: vec![1, 2],
+            leader: 1,
+            leader_epoch: 0,
+        },
+    ];
+    seed(d1.path(), &records)?;
+    seed(d2.path(), &records)?;
+    let leader = start(c1, l1).await?;
+    let follower = start(c2, l2).await?;
+    let mut c = leader.client().await?;
+
+    // acks=all is answered once the follower has the records: the high watermark moved.
+    for i in 0..5 {
+        let v = format!("v{i}");
+        let (err, base) = produce_with(&mut c, &t, &[("k", &v)], -1, 10_000).await?;
+        assert_eq!((err, base), (0, i), "acks=all produce {i}");
+    }
+    let r = fetch(&mut c, &t, 0, 0).await?;
+    assert_eq!(r.responses[0].partitions[0].high_watermark, 5);
+    assert_eq!(records_of(&r)?.len(), 5);
+    // Clients are served by the leader only.
+    let mut f = follower.client().await?;
+    let r = fetch(&mut f, &t, 0, 0).await?;
+    assert_eq!(
+        r.responses[0].partitions[0].error_code, 6,
+        "NOT_LEADER_OR_FOLLOWER"
+    );
+    let (err, _) = produce_with(&mut f, &t, &[("k", "x")], 1, 1000).await?;
+    assert_eq!(err, 6);
+
+    // Without the follower, acks=1 still appends; acks=all waits for it and times out (the ISR
+    // keeps it: shrinking needs the controller, which the quorum brings).
+    follower.crash().await;
+    let (err, base) = produce_with(&mut c, &t, &[("k", "one")], 1, 1000).await?;
+    assert_eq!((err, base), (0, 5));
+    let (err, _) = produce_with(&mut c, &t, &[("k", "all")], -1, 300).await?;
+    assert_eq!(err, 7, "REQUEST_TIMED_OUT");
+    // Consumers never see what is not replicated.
+    let r = fetch(&mut c, &t, 0, 5).await?;
+    assert_eq!(r.responses[0].partitions[0].high_watermark, 5);
+    assert_eq!(records_of(&r)?.len(), 0);
+
+    // The follower comes back, catches up, and the high watermark follows.
+    let (c2, l2) = bind(2, d2.path()).await?;
+    let follower = start(c2, l2).await?;
+    let addr = leader.addr;
+    eventually("the follower catches up", Duration::from_secs(20), || {
+        let t = t.clone();
+        async move {
+            let mut c = Client::connect(addr).await.ok()?;
+            let r = fetch(&mut c, &t, 0, 0).await.ok()?;
+            (r.responses[0].partitions[0].high_watermark == 7).then_some(())
+        }
+    })
+    .await?;
+    let (err, base) = produce_with(&mut c, &t, &[("k", "after")], -1, 10_000).await?;
+    assert_eq!((err, base), (0, 7));
+
+    follower.stop().await?;
+    leader.stop().await?;
+    let dir = format!("{t}-0");
+    let (on1, on2) = (segments(d1.path(), &dir)?, segments(d2.path(), &dir)?);
+    assert!(!on1.is_empty());
+    assert_eq!(on1, on2, "the replicas' logs are byte-identical");
+    Ok(())
+}
