@@ -15,8 +15,8 @@ use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 use tokio::net::TcpListener;
 
@@ -34,6 +34,12 @@ pub struct Metrics {
     log_end_offset: IntGaugeVec,
     partitions: IntGaugeVec,
     lag: IntGaugeVec,
+    /// Replica-manager and controller gauges, by the JMX exporter's names.
+    under_replicated: IntGauge,
+    under_min_isr: IntGauge,
+    leaders: IntGauge,
+    replicas_hosted: IntGauge,
+    offline: IntGauge,
 }
 
 impl Default for Metrics {
@@ -110,8 +116,34 @@ impl Metrics {
             &["consumergroup", "topic", "partition"],
         )
         .expect("valid metric");
+        let gauge = |name: &str, help: &str| IntGauge::new(name, help).expect("valid metric");
+        let under_replicated = gauge(
+            "kafka_server_replicamanager_underreplicatedpartitions",
+            "Partitions led here whose ISR is smaller than their replica set",
+        );
+        let under_min_isr = gauge(
+            "kafka_server_replicamanager_underminisrpartitioncount",
+            "Partitions led here whose ISR is below min.insync.replicas (acks=all refused)",
+        );
+        let leaders = gauge(
+            "kafka_server_replicamanager_leadercount",
+            "Partitions led by this broker",
+        );
+        let replicas_hosted = gauge(
+            "kafka_server_replicamanager_partitioncount",
+            "Partition replicas hosted by this broker",
+        );
+        let offline = gauge(
+            "kafka_controller_kafkacontroller_offlinepartitionscount",
+            "Partitions without a leader in the metadata",
+        );
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(under_replicated.clone()),
+            Box::new(under_min_isr.clone()),
+            Box::new(leaders.clone()),
+            Box::new(replicas_hosted.clone()),
+            Box::new(offline.clone()),
             Box::new(request_errors.clone()),
             Box::new(request_latency.clone()),
             Box::new(bytes_in.clone()),
@@ -136,6 +168,11 @@ impl Metrics {
             log_end_offset,
             partitions,
             lag,
+            under_replicated,
+            under_min_isr,
+            leaders,
+            replicas_hosted,
+            offline,
         }
     }
 
@@ -146,14 +183,23 @@ impl Metrics {
         self.partitions.reset();
         self.lag.reset();
         let image = broker.metadata.image();
+        let mut offline = 0;
         for t in image.topics.values() {
             self.partitions
                 .with_label_values(&[t.name.as_str()])
                 .set(t.partitions.len() as i64);
+            offline += t.partitions.iter().filter(|p| p.leader < 0).count() as i64;
         }
-        for p in broker.replicas.all() {
+        self.offline.set(offline);
+        let (mut under_replicated, mut under_min_isr, mut leaders) = (0, 0, 0);
+        let hosted = broker.replicas.all();
+        self.replicas_hosted.set(hosted.len() as i64);
+        for p in hosted {
             let (size, end) = {
                 let st = p.state.lock();
+                under_replicated += st.partition.is_under_replicated() as i64;
+                under_min_isr += st.partition.is_under_min_isr() as i64;
+                leaders += st.partition.is_leader() as i64;
                 (st.log.size_bytes(), st.log.next_offset())
             };
             let part = p.tp.partition.to_string();
@@ -164,6 +210,9 @@ impl Metrics {
                 .with_label_values(&[p.tp.topic.as_str(), part.as_str()])
                 .set(end);
         }
+        self.under_replicated.set(under_replicated);
+        self.under_min_isr.set(under_min_isr);
+        self.leaders.set(leaders);
         for group in broker.groups.group_ids() {
             for (tp, o) in broker.groups.fetch_offsets(&group) {
                 if let Some(p) = broker.replicas.get(&tp.topic, tp.partition) {

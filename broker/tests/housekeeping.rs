@@ -117,6 +117,8 @@ async fn metrics_report_requests_log_sizes_and_group_lag() -> TestResult {
         c.send(commit, 8).await?.topics[0].partitions[0].error_code,
         0
     );
+    // One replica can never satisfy min.insync.replicas=2.
+    create_topic(&mut c, &topic("minisr"), 1, &[("min.insync.replicas", "2")]).await?;
 
     let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
     s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
@@ -141,6 +143,16 @@ async fn metrics_report_requests_log_sizes_and_group_lag() -> TestResult {
         "kafka_log_size_bytes{{partition=\"0\",topic=\"{t}\"}}"
     )));
     assert!(body.contains("kafka_server_bytes_in_total"));
+    // The topic, the minisr topic and three offsets partitions, all led here.
+    for line in [
+        "kafka_server_replicamanager_partitioncount 5",
+        "kafka_server_replicamanager_leadercount 5",
+        "kafka_server_replicamanager_underreplicatedpartitions 0",
+        "kafka_server_replicamanager_underminisrpartitioncount 1",
+        "kafka_controller_kafkacontroller_offlinepartitionscount 0",
+    ] {
+        assert!(body.lines().any(|l| l == line), "{line} in {body}");
+    }
     Ok(())
 }
 

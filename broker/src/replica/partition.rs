@@ -102,6 +102,17 @@ impl PartitionState {
         &self.isr
     }
 
+    /// Led here with fewer in-sync replicas than replicas (Kafka's UnderReplicatedPartitions
+    /// counts it on the leader).
+    pub fn is_under_replicated(&self) -> bool {
+        self.is_leader() && self.isr.len() < self.replicas.len()
+    }
+
+    /// Led here with fewer in-sync replicas than `min.insync.replicas`: `acks=all` is refused.
+    pub fn is_under_min_isr(&self) -> bool {
+        self.is_leader() && (self.isr.len() as i64) < self.min_isr as i64
+    }
+
     pub fn is_replica(&self, node: i32) -> bool {
         self.replicas.contains(&node)
     }
@@ -357,12 +368,14 @@ mod tests {
         let mut s = PartitionState::new(1, 0);
         s.apply(&image(1, 0, &[1, 2, 3], &[1]), 2, 0, 0);
         assert_eq!(s.check_produce(-1), Err(ResponseError::NotEnoughReplicas));
+        assert!(s.is_under_replicated() && s.is_under_min_isr());
         assert_eq!(s.check_produce(1), Ok(()));
         assert_eq!(s.check_produce(0), Ok(()));
 
         // The ISR shrinks below the minimum while an append waits.
         s.apply(&image(1, 0, &[1, 2, 3], &[1, 2]), 2, 0, 0);
         assert_eq!(s.check_produce(-1), Ok(()));
+        assert!(s.is_under_replicated() && !s.is_under_min_isr());
         s.on_append(4);
         assert_eq!(s.replicated(3, 0), None);
         s.apply(&image(1, 0, &[1, 2, 3], &[1]), 2, 4, 1);
