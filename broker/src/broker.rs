@@ -139,7 +139,7 @@ impl Broker {
         let image = broker.metadata.image();
         let strays = broker.replicas.set_aside_strays(&image)?;
         broker.replicas.sync(&image)?;
-        let loaded = broker.groups.load()?;
+        let loaded = broker.groups.sync_leadership(&image)?;
         tracing::info!(
             cluster_id = %broker.cluster_id,
             node_id,
@@ -191,6 +191,13 @@ impl Broker {
                 e.to_string(),
             ));
         }
+        if let Err(e) = self.groups.sync_leadership(&image) {
+            tracing::error!(error = %e, "loading group offsets failed");
+            return Err(Refusal::new(
+                kafka_protocol::error::ResponseError::KafkaStorageError,
+                e.to_string(),
+            ));
+        }
         Ok(image)
     }
 
@@ -227,6 +234,7 @@ impl Broker {
         }
         let partitions = self.config.offsets_topic_num_partitions;
         let segment_bytes = self.config.offsets_topic_segment_bytes;
+        let replication_factor = self.config.offsets_topic_replication_factor;
         let defaults = self.defaults();
         self.commit_metadata(|img| {
             if img.topics.contains_key(OFFSETS_TOPIC) {
@@ -235,10 +243,12 @@ impl Broker {
             let mut configs = BTreeMap::new();
             configs.insert("cleanup.policy".to_string(), "compact".to_string());
             configs.insert("segment.bytes".to_string(), segment_bytes.to_string());
+            // Kafka's `offsets.topic.replication.factor` (3), capped by the brokers there are.
+            let replication_factor = replication_factor.min(img.brokers.len().max(1) as i16);
             let spec = TopicSpec {
                 name: OFFSETS_TOPIC,
                 partitions,
-                replication_factor: 1,
+                replication_factor,
                 assignments: BTreeMap::new(),
                 configs,
             };

@@ -103,7 +103,8 @@ pub const BROKER_KEYS: &[KeyDef] = &[
     key("socket.request.max.bytes", Int, Some("104857600")),
     key("connections.max.idle.ms", Long, Some("600000")),
     key("offsets.topic.num.partitions", Int, Some("50")),
-    key("offsets.topic.replication.factor", Int, Some("1")),
+    key("offsets.topic.replication.factor", Int, Some("3")),
+    key("offsets.commit.timeout.ms", Int, Some("5000")),
     key("offsets.retention.minutes", Int, Some("10080")),
     key("offsets.topic.segment.bytes", Int, Some("104857600")),
     key("offset.metadata.max.bytes", Int, Some("4096")),
@@ -345,6 +346,10 @@ pub struct BrokerConfig {
     /// The longest metadata string an offset commit may carry (OFFSET_METADATA_TOO_LARGE).
     pub offset_metadata_max_bytes: usize,
     pub offsets_retention_ms: i64,
+    /// How long a commit waits for its records to reach every in-sync replica.
+    pub offsets_commit_timeout_ms: u64,
+    /// Capped by the registered brokers when the topic is created, as Kafka does.
+    pub offsets_topic_replication_factor: i16,
     pub group_initial_rebalance_delay_ms: u64,
     pub group_min_session_timeout_ms: i32,
     pub group_max_session_timeout_ms: i32,
@@ -551,6 +556,9 @@ impl BrokerConfig {
             offsets_topic_segment_bytes: positive("offsets.topic.segment.bytes", 14)? as i32,
             offset_metadata_max_bytes: positive("offset.metadata.max.bytes", 0)? as usize,
             offsets_retention_ms: positive("offsets.retention.minutes", 1)? * 60_000,
+            offsets_commit_timeout_ms: positive("offsets.commit.timeout.ms", 1)? as u64,
+            offsets_topic_replication_factor: positive("offsets.topic.replication.factor", 1)?
+                .min(i16::MAX as i64) as i16,
             group_initial_rebalance_delay_ms: positive("group.initial.rebalance.delay.ms", 0)?
                 as u64,
             group_min_session_timeout_ms: positive("group.min.session.timeout.ms", 0)? as i32,

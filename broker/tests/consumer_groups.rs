@@ -94,6 +94,7 @@ async fn two_members_converge_without_owning_a_partition_twice() -> TestResult {
     let topic_id = md.topics[0].topic_id;
     let g = topic("group");
     let (a, bm) = (Uuid::new_v4().to_string(), Uuid::new_v4().to_string());
+    find_coordinator(&mut c, &g).await?;
 
     let r = c.send(join(&g, &a, &t), 1).await?;
     assert_eq!(
@@ -200,6 +201,7 @@ async fn bad_heartbeats_get_an_error_and_a_reason() -> TestResult {
     let b = TestBroker::start(&[]).await?;
     let mut c = b.client().await?;
     let g = topic("group");
+    find_coordinator(&mut c, &g).await?;
     let r = c
         .send(
             join(&g, "m", "t").with_server_assignor(Some(s("sticky"))),

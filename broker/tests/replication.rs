@@ -55,8 +55,50 @@ fn config(node_id: i32, dir: &Path) -> TestResult<BrokerConfig> {
             "fjord.metrics.listener=".to_string(),
             // Followers retry a lost leader quickly in tests.
             "replica.fetch.backoff.ms=50".to_string(),
+            "offsets.topic.num.partitions=1".to_string(),
+            "offsets.commit.timeout.ms=500".to_string(),
+            "group.initial.rebalance.delay.ms=0".to_string(),
         ],
     )?)
+}
+
+/// Two bound (not started) nodes whose directories hold the same records: both brokers
+/// registered, and one partition with replicas [1, 2] led by 1 for each topic named.
+async fn two_nodes(
+    d1: &Path,
+    d2: &Path,
+    topics: &[&str],
+) -> TestResult<[(BrokerConfig, Vec<tokio::net::TcpListener>); 2]> {
+    let (c1, l1) = bind(1, d1).await?;
+    let (c2, l2) = bind(2, d2).await?;
+    let register = |node_id: i32, port: u16| MetadataRecord::RegisterBroker {
+        node_id,
+        host: "127.0.0.1".into(),
+        port: port as i32,
+        rack: None,
+    };
+    let mut records = vec![
+        register(1, l1[0].local_addr()?.port()),
+        register(2, l2[0].local_addr()?.port()),
+    ];
+    for name in topics {
+        let topic_id = uuid::Uuid::new_v4();
+        records.push(MetadataRecord::Topic {
+            name: name.to_string(),
+            topic_id,
+        });
+        records.push(MetadataRecord::Partition {
+            topic_id,
+            partition: 0,
+            replicas: vec![1, 2],
+            isr: vec![1, 2],
+            leader: 1,
+            leader_epoch: 0,
+        });
+    }
+    seed(d1, &records)?;
+    seed(d2, &records)?;
+    Ok([(c1, l1), (c2, l2)])
 }
 
 /// Binds a node's listener (its port goes into the shared records) without starting it.
@@ -131,35 +173,8 @@ fn segments(dir: &Path, partition_dir: &str) -> TestResult<BTreeMap<String, Vec<
 #[tokio::test]
 async fn a_follower_replicates_and_acks_all_waits_for_it() -> TestResult {
     let (d1, d2) = (tempfile::tempdir()?, tempfile::tempdir()?);
-    let (c1, l1) = bind(1, d1.path()).await?;
-    let (c2, l2) = bind(2, d2.path()).await?;
-    let (a1, a2) = (l1[0].local_addr()?, l2[0].local_addr()?);
     let t = topic("replicated");
-    let topic_id = uuid::Uuid::new_v4();
-    let register = |node_id: i32, port: u16| MetadataRecord::RegisterBroker {
-        node_id,
-        host: "127.0.0.1".into(),
-        port: port as i32,
-        rack: None,
-    };
-    let records = vec![
-        register(1, a1.port()),
-        register(2, a2.port()),
-        MetadataRecord::Topic {
-            name: t.clone(),
-            topic_id,
-        },
-        MetadataRecord::Partition {
-            topic_id,
-            partition: 0,
-            replicas: vec![1, 2],
-            isr: vec![1, 2],
-            leader: 1,
-            leader_epoch: 0,
-        },
-    ];
-    seed(d1.path(), &records)?;
-    seed(d2.path(), &records)?;
+    let [(c1, l1), (c2, l2)] = two_nodes(d1.path(), d2.path(), &[&t]).await?;
     let leader = start(c1, l1).await?;
     let follower = start(c2, l2).await?;
     let mut c = leader.client().await?;
@@ -217,5 +232,87 @@ async fn a_follower_replicates_and_acks_all_waits_for_it() -> TestResult {
     let (on1, on2) = (segments(d1.path(), &dir)?, segments(d2.path(), &dir)?);
     assert!(!on1.is_empty());
     assert_eq!(on1, on2, "the replicas' logs are byte-identical");
+    Ok(())
+}
+
+/// The group coordinator follows the leadership of the group's offsets partition: the other
+/// broker answers NOT_COORDINATOR and FindCoordinator points at the leader; a commit is answered
+/// once the follower has it, and without the follower it is COORDINATOR_NOT_AVAILABLE and
+/// never becomes visible.
+#[tokio::test]
+async fn the_coordinator_is_the_offsets_leader_and_commits_wait_for_replication() -> TestResult {
+    use kafka_protocol::messages::offset_commit_request::{
+        OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+    };
+    use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
+    use kafka_protocol::messages::{
+        FindCoordinatorRequest, GroupId, OffsetCommitRequest, OffsetFetchRequest,
+    };
+    use kafka_protocol::protocol::StrBytes;
+    let (d1, d2) = (tempfile::tempdir()?, tempfile::tempdir()?);
+    let t = topic("data");
+    let [(c1, l1), (c2, l2)] = two_nodes(d1.path(), d2.path(), &[&t, "__consumer_offsets"]).await?;
+    let leader = start(c1, l1).await?;
+    let follower = start(c2, l2).await?;
+    let group = GroupId(StrBytes::from_string(topic("g")));
+    let commit = |offset: i64| {
+        OffsetCommitRequest::default()
+            .with_group_id(group.clone())
+            .with_generation_id_or_member_epoch(-1)
+            .with_topics(vec![OffsetCommitRequestTopic::default()
+                .with_name(name(&t))
+                .with_partitions(vec![OffsetCommitRequestPartition::default()
+                    .with_partition_index(0)
+                    .with_committed_offset(offset)])])
+    };
+    let fetch_committed = OffsetFetchRequest::default()
+        .with_group_id(group.clone())
+        .with_topics(Some(vec![OffsetFetchRequestTopic::default()
+            .with_name(name(&t))
+            .with_partition_indexes(vec![0])]));
+
+    let mut f = follower.client().await?;
+    let r = f
+        .send(
+            FindCoordinatorRequest::default().with_key(group.0.clone()),
+            3,
+        )
+        .await?;
+    assert_eq!(
+        (r.error_code, r.node_id.0, r.port),
+        (0, 1, leader.addr.port() as i32)
+    );
+    let r = f.send(commit(1), 8).await?;
+    assert_eq!(r.topics[0].partitions[0].error_code, 16, "NOT_COORDINATOR");
+    let r = f
+        .send(
+            OffsetFetchRequest::default().with_group_id(group.clone()),
+            7,
+        )
+        .await?;
+    assert_eq!(r.error_code, 16);
+
+    let mut c = leader.client().await?;
+    let r = c.send(commit(3), 8).await?;
+    assert_eq!(r.topics[0].partitions[0].error_code, 0);
+    let r = c.send(fetch_committed.clone(), 7).await?;
+    assert_eq!(
+        (r.error_code, r.topics[0].partitions[0].committed_offset),
+        (0, 3)
+    );
+
+    follower.crash().await;
+    let r = c.send(commit(4), 8).await?;
+    assert_eq!(
+        r.topics[0].partitions[0].error_code, 15,
+        "COORDINATOR_NOT_AVAILABLE: not replicated within offsets.commit.timeout.ms"
+    );
+    let r = c.send(fetch_committed, 7).await?;
+    assert_eq!(
+        (r.error_code, r.topics[0].partitions[0].committed_offset),
+        (0, 3),
+        "an unreplicated commit is not visible"
+    );
+    leader.stop().await?;
     Ok(())
 }

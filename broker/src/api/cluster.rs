@@ -55,7 +55,9 @@ pub async fn find_coordinator(
     } else {
         Ok(())
     };
-    // Every group's coordinator is this node; transactions are not supported yet.
+    // A group's coordinator is the leader of its offsets partition; transactions are not
+    // supported yet.
+    let image = broker.metadata.image();
     let answer = |key: &str| -> Coordinator {
         let c = Coordinator::default().with_key(str_bytes(key));
         if req.key_type != GROUP_KEY {
@@ -73,9 +75,29 @@ pub async fn find_coordinator(
                 .with_node_id(BrokerId(-1))
                 .with_port(-1);
         }
-        c.with_node_id(BrokerId(broker.config.node_id))
-            .with_host(str_bytes(&broker.endpoint.host))
-            .with_port(broker.endpoint.port)
+        let partition = broker.groups.partition_for(key);
+        let leader = image
+            .topics
+            .get(crate::group::OFFSETS_TOPIC)
+            .and_then(|t| t.partitions.get(partition as usize))
+            .map_or(-1, |p| p.leader);
+        if leader == broker.config.node_id {
+            return c
+                .with_node_id(BrokerId(leader))
+                .with_host(str_bytes(&broker.endpoint.host))
+                .with_port(broker.endpoint.port);
+        }
+        match image.brokers.get(&leader) {
+            Some(b) => c
+                .with_node_id(BrokerId(leader))
+                .with_host(str_bytes(&b.host))
+                .with_port(b.port),
+            // No leader (or one not registered): retriable, the client asks again.
+            None => c
+                .with_error_code(KafkaError::CoordinatorNotAvailable.code())
+                .with_node_id(BrokerId(-1))
+                .with_port(-1),
+        }
     };
     if ctx.version >= 4 {
         let coordinators = req.coordinator_keys.iter().map(|k| answer(k)).collect();

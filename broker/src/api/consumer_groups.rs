@@ -124,6 +124,11 @@ pub fn describe(
         .group_ids
         .into_iter()
         .map(|id| {
+            if let Err(e) = broker.groups.check_coordinator(id.0.as_str()) {
+                return DescribedGroup::default()
+                    .with_group_id(id)
+                    .with_error_code(e.code());
+            }
             let found = broker.groups.describe_consumer_group(id.0.as_str(), |g| {
                 DescribedGroup::default()
                     .with_group_state(str_bytes(g.state_name()))

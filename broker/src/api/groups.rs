@@ -176,33 +176,40 @@ pub fn describe(
     let groups = req
         .groups
         .into_iter()
-        .map(|g| match broker.groups.describe(g.0.as_str()) {
-            Some(s) => DescribedGroup::default()
-                .with_group_id(g)
-                .with_group_state(str_bytes(s.state))
-                .with_protocol_type(str_bytes(s.protocol_type))
-                .with_protocol_data(str_bytes(s.protocol))
-                .with_members(
-                    s.members
-                        .into_iter()
-                        .map(|(id, instance, client, host, metadata, assignment)| {
-                            DescribedGroupMember::default()
-                                .with_member_id(str_bytes(id))
-                                .with_group_instance_id(instance.map(str_bytes))
-                                .with_client_id(str_bytes(client))
-                                .with_client_host(str_bytes(host))
-                                .with_member_metadata(metadata)
-                                .with_member_assignment(assignment)
-                        })
-                        .collect(),
-                ),
-            None if ctx.version >= 6 => DescribedGroup::default()
-                .with_group_id(g)
-                .with_group_state(str_bytes("Dead"))
-                .with_error_code(KafkaError::GroupIdNotFound.code()),
-            None => DescribedGroup::default()
-                .with_group_id(g)
-                .with_group_state(str_bytes("Dead")),
+        .map(|g| {
+            if let Err(e) = broker.groups.check_coordinator(g.0.as_str()) {
+                return DescribedGroup::default()
+                    .with_group_id(g)
+                    .with_error_code(e.code());
+            }
+            match broker.groups.describe(g.0.as_str()) {
+                Some(s) => DescribedGroup::default()
+                    .with_group_id(g)
+                    .with_group_state(str_bytes(s.state))
+                    .with_protocol_type(str_bytes(s.protocol_type))
+                    .with_protocol_data(str_bytes(s.protocol))
+                    .with_members(
+                        s.members
+                            .into_iter()
+                            .map(|(id, instance, client, host, metadata, assignment)| {
+                                DescribedGroupMember::default()
+                                    .with_member_id(str_bytes(id))
+                                    .with_group_instance_id(instance.map(str_bytes))
+                                    .with_client_id(str_bytes(client))
+                                    .with_client_host(str_bytes(host))
+                                    .with_member_metadata(metadata)
+                                    .with_member_assignment(assignment)
+                            })
+                            .collect(),
+                    ),
+                None if ctx.version >= 6 => DescribedGroup::default()
+                    .with_group_id(g)
+                    .with_group_state(str_bytes("Dead"))
+                    .with_error_code(KafkaError::GroupIdNotFound.code()),
+                None => DescribedGroup::default()
+                    .with_group_id(g)
+                    .with_group_state(str_bytes("Dead")),
+            }
         })
         .collect();
     DescribeGroupsResponse::default().with_groups(groups)

@@ -77,13 +77,16 @@ pub async fn commit(
     let group_code = if accepted.is_empty() {
         0
     } else {
-        broker.groups.commit(
-            &group,
-            req.member_id.as_str(),
-            req.group_instance_id.as_deref(),
-            req.generation_id_or_member_epoch,
-            accepted,
-        )
+        broker
+            .groups
+            .commit(
+                &group,
+                req.member_id.as_str(),
+                req.group_instance_id.as_deref(),
+                req.generation_id_or_member_epoch,
+                accepted,
+            )
+            .await
     };
     let topics = codes
         .into_iter()
@@ -157,6 +160,11 @@ pub fn fetch(
             .groups
             .into_iter()
             .map(|g| {
+                if let Err(e) = broker.groups.check_coordinator(g.group_id.0.as_str()) {
+                    return OffsetFetchResponseGroup::default()
+                        .with_group_id(g.group_id)
+                        .with_error_code(e.code());
+                }
                 let wanted = g.topics.map(|ts| {
                     ts.into_iter()
                         .map(|t| (t.name.0.to_string(), t.partition_indexes))
@@ -193,6 +201,9 @@ pub fn fetch(
             })
             .collect();
         return OffsetFetchResponse::default().with_groups(groups);
+    }
+    if let Err(e) = broker.groups.check_coordinator(req.group_id.0.as_str()) {
+        return OffsetFetchResponse::default().with_error_code(e.code());
     }
     let wanted = req.topics.map(|ts| {
         ts.into_iter()

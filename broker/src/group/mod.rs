@@ -8,11 +8,17 @@
 //! partition of a group is `abs(javaHash(group)) % offsets.topic.num.partitions`, as in Kafka.
 //! Member state is not persisted: after a restart members rejoin, as they do after a
 //! coordinator failover in Kafka.
+//!
+//! A node coordinates the groups of the offsets partitions it leads, and only those
+//! ([`GroupCoordinator::sync_leadership`]): it loads a partition's offsets when it becomes its
+//! leader and forgets its groups when it stops being one; everything else is NOT_COORDINATOR.
+//! A commit is answered, and becomes visible to OffsetFetch, once its records are on every
+//! in-sync replica of the offsets partition (the high watermark passed them).
 
 pub mod consumer;
 pub mod state;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -25,7 +31,8 @@ use tokio::sync::oneshot;
 use crate::config::BrokerConfig;
 use crate::log::batch::{build_batch, BatchHeader, KeyValue};
 use crate::log::now_ms;
-use crate::replica::{ReplicaManager, TopicPartition};
+use crate::metadata::MetadataImage;
+use crate::replica::{Partition, ReplicaManager, TopicPartition};
 use consumer::{ConsumerGroup, Heartbeat, HeartbeatReply, Refusal, Topics};
 use state::{Answer, Group, JoinRequest, JoinResult, Limits, Reply, SyncResult};
 
@@ -44,6 +51,9 @@ struct Inner {
     groups: HashMap<String, Group>,
     consumer_groups: HashMap<String, ConsumerGroup>,
     offsets: HashMap<String, BTreeMap<TopicPartition, CommittedOffset>>,
+    /// The offsets-log offset of the record behind each visible committed offset: replicated
+    /// commits are applied in log order even when their waits end out of order.
+    written_at: HashMap<(String, TopicPartition), i64>,
     joins: HashMap<(String, String), oneshot::Sender<JoinResult>>,
     syncs: HashMap<(String, String), oneshot::Sender<SyncResult>>,
 }
@@ -68,12 +78,63 @@ impl Inner {
     }
 }
 
+/// A written offsets batch that a commit waits for before it is answered.
+pub struct PendingWrite {
+    partition: Arc<Partition>,
+    last_offset: i64,
+    leader_epoch: i32,
+}
+
 pub struct GroupCoordinator {
     inner: Mutex<Inner>,
+    /// The offsets partitions this node leads and has loaded: the groups it coordinates.
+    active: Mutex<BTreeSet<i32>>,
+    /// Serializes leadership changes (a load reads the log without holding `inner`).
+    leadership: Mutex<()>,
+    node_id: i32,
+    /// How long a commit waits for its records to be replicated (`offsets.commit.timeout.ms`).
+    commit_timeout: Duration,
     limits: Limits,
     consumer_limits: consumer::Limits,
     offsets_partitions: i32,
     replicas: Arc<ReplicaManager>,
+}
+
+/// Records where tombstones were written, so a commit appended before them whose replication
+/// wait ends after them does not bring the deleted offsets back.
+fn mark_written(
+    inner: &mut Inner,
+    group: &str,
+    entries: &[(TopicPartition, Option<CommittedOffset>)],
+    written: Option<&PendingWrite>,
+) {
+    let Some(w) = written else { return };
+    for (tp, _) in entries {
+        inner
+            .written_at
+            .insert((group.to_string(), tp.clone()), w.last_offset);
+    }
+}
+
+/// What a commit answers when its offsets append fails, as Kafka's group coordinator maps it:
+/// a replication problem is COORDINATOR_NOT_AVAILABLE (retriable), a lost leadership or log
+/// directory NOT_COORDINATOR (the client looks the coordinator up again).
+fn append_error(code: i16) -> ResponseError {
+    use ResponseError as E;
+    match E::try_from_code(code) {
+        Some(
+            E::UnknownTopicOrPartition
+            | E::NotEnoughReplicas
+            | E::NotEnoughReplicasAfterAppend
+            | E::RequestTimedOut,
+        ) => E::CoordinatorNotAvailable,
+        Some(E::NotLeaderOrFollower | E::KafkaStorageError) => E::NotCoordinator,
+        Some(E::MessageTooLarge | E::RecordListTooLarge | E::InvalidFetchSize) => {
+            E::InvalidCommitOffsetSize
+        }
+        Some(other) => other,
+        None => E::UnknownServerError,
+    }
 }
 
 /// Java's `String.hashCode`, which Kafka uses to place a group on an offsets partition.
@@ -187,6 +248,10 @@ impl GroupCoordinator {
     pub fn new(config: &BrokerConfig, replicas: Arc<ReplicaManager>) -> Self {
         GroupCoordinator {
             inner: Mutex::new(Inner::default()),
+            active: Mutex::new(BTreeSet::new()),
+            leadership: Mutex::new(()),
+            node_id: config.node_id,
+            commit_timeout: Duration::from_millis(config.offsets_commit_timeout_ms),
             limits: Limits {
                 min_session_timeout_ms: config.group_min_session_timeout_ms,
                 max_session_timeout_ms: config.group_max_session_timeout_ms,
@@ -211,18 +276,96 @@ impl GroupCoordinator {
         (java_string_hash(group) & 0x7fff_ffff) % self.offsets_partitions
     }
 
-    /// Rebuilds committed offsets from `__consumer_offsets`.
-    pub fn load(&self) -> crate::error::Result<usize> {
+    /// NOT_COORDINATOR unless this node coordinates the group (leads its offsets partition).
+    pub fn check_coordinator(&self, group: &str) -> Result<(), ResponseError> {
+        if self.active.lock().contains(&self.partition_for(group)) {
+            Ok(())
+        } else {
+            Err(ResponseError::NotCoordinator)
+        }
+    }
+
+    /// Follows the leadership of the offsets partitions in `image`: loads the offsets of each
+    /// partition newly led here, and forgets the groups of each one no longer led here (their
+    /// waiting joins and syncs get NOT_COORDINATOR, as after a coordinator move in Kafka).
+    /// Returns how many offset records were loaded.
+    pub fn sync_leadership(&self, image: &MetadataImage) -> crate::error::Result<usize> {
+        let _one_at_a_time = self.leadership.lock();
+        let led: BTreeSet<i32> = image
+            .topics
+            .get(OFFSETS_TOPIC)
+            .map(|t| {
+                t.partitions
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, p)| p.leader == self.node_id)
+                    .map(|(i, _)| i as i32)
+                    .filter(|i| self.replicas.get(OFFSETS_TOPIC, *i).is_some())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let current = self.active.lock().clone();
+        for p in current.difference(&led) {
+            self.active.lock().remove(p);
+            self.resign(*p);
+            tracing::info!(
+                partition = p,
+                "no longer the group coordinator of this offsets partition"
+            );
+        }
+        let mut loaded = 0;
+        for p in led.difference(&current) {
+            loaded += self.load_partition(*p)?;
+            self.active.lock().insert(*p);
+        }
+        Ok(loaded)
+    }
+
+    /// Forgets every group of an offsets partition this node no longer leads.
+    fn resign(&self, partition: i32) {
+        let mut inner = self.inner.lock();
+        let mine = |g: &str| self.partition_for(g) == partition;
+        inner.groups.retain(|g, _| !mine(g));
+        inner.consumer_groups.retain(|g, _| !mine(g));
+        inner.offsets.retain(|g, _| !mine(g));
+        inner.written_at.retain(|(g, _), _| !mine(g));
+        let joins: Vec<_> = inner
+            .joins
+            .keys()
+            .filter(|(g, _)| mine(g))
+            .cloned()
+            .collect();
+        for key in joins {
+            if let Some(tx) = inner.joins.remove(&key) {
+                let _ = tx.send(JoinResult::error(ResponseError::NotCoordinator, &key.1));
+            }
+        }
+        let syncs: Vec<_> = inner
+            .syncs
+            .keys()
+            .filter(|(g, _)| mine(g))
+            .cloned()
+            .collect();
+        for key in syncs {
+            if let Some(tx) = inner.syncs.remove(&key) {
+                let _ = tx.send(SyncResult::error(ResponseError::NotCoordinator));
+            }
+        }
+    }
+
+    /// Rebuilds the committed offsets of one offsets partition from its log, to its end (as the
+    /// new leader, its log is what followers will converge to).
+    fn load_partition(&self, p: i32) -> crate::error::Result<usize> {
         let mut loaded = 0;
         let mut inner = self.inner.lock();
-        for p in 0..self.offsets_partitions {
+        {
             let Some(part) = self.replicas.get(OFFSETS_TOPIC, p) else {
-                continue;
+                return Ok(0);
             };
             let mut offset = 0;
-            let hw = part.high_watermark();
-            while offset < hw {
-                let r = part.read(offset, 1 << 20, true)?;
+            let end = part.offsets().log_end;
+            while offset < end {
+                let r = part.read_to(offset, 1 << 20, end)?;
                 if r.records.is_empty() {
                     break;
                 }
@@ -247,13 +390,16 @@ impl GroupCoordinator {
                         let mut value = rec.value;
                         if let Some((group, tp, o)) = parse_offset_record(&mut key, value.as_mut())
                         {
+                            let at = (group.clone(), tp.clone());
                             let g = inner.offsets.entry(group).or_default();
                             match o {
                                 Some(o) => {
                                     g.insert(tp, o);
+                                    inner.written_at.insert(at, rec.offset);
                                 }
                                 None => {
                                     g.remove(&tp);
+                                    inner.written_at.remove(&at);
                                 }
                             }
                             loaded += 1;
@@ -279,9 +425,9 @@ impl GroupCoordinator {
         &self,
         group: &str,
         entries: &[(TopicPartition, Option<CommittedOffset>)],
-    ) -> Result<(), ResponseError> {
+    ) -> Result<Option<PendingWrite>, ResponseError> {
         if entries.is_empty() {
-            return Ok(());
+            return Ok(None);
         }
         let part = self
             .replicas
@@ -302,10 +448,14 @@ impl GroupCoordinator {
             .collect();
         let batch = build_batch(0, now_ms(), &kv);
         match part.append(&batch, Some(usize::MAX), -1) {
-            Ok(o) if o.error == 0 => Ok(()),
+            Ok(o) if o.error == 0 => Ok(Some(PendingWrite {
+                partition: part,
+                last_offset: o.last_offset,
+                leader_epoch: o.leader_epoch,
+            })),
             Ok(o) => {
                 tracing::warn!(group, code = o.error, "offsets append refused");
-                Err(ResponseError::UnknownServerError)
+                Err(append_error(o.error))
             }
             Err(e) => {
                 tracing::error!(group, error = %e, "offsets append failed");
@@ -315,6 +465,9 @@ impl GroupCoordinator {
     }
 
     pub async fn join(&self, group_id: &str, req: JoinRequest) -> JoinResult {
+        if let Err(e) = self.check_coordinator(group_id) {
+            return JoinResult::error(e, &req.member_id);
+        }
         let rx = {
             let mut inner = self.inner.lock();
             if inner
@@ -358,6 +511,9 @@ impl GroupCoordinator {
         generation: i32,
         assignments: Vec<(String, Bytes)>,
     ) -> SyncResult {
+        if let Err(e) = self.check_coordinator(group_id) {
+            return SyncResult::error(e);
+        }
         let rx = {
             let mut inner = self.inner.lock();
             let Some(group) = inner.groups.get_mut(group_id) else {
@@ -400,6 +556,9 @@ impl GroupCoordinator {
         instance_id: Option<&str>,
         generation: i32,
     ) -> i16 {
+        if let Err(e) = self.check_coordinator(group_id) {
+            return e.code();
+        }
         let mut inner = self.inner.lock();
         match inner.groups.get_mut(group_id) {
             Some(g) => {
@@ -423,6 +582,9 @@ impl GroupCoordinator {
         group_id: &str,
         members: &[(String, Option<String>)],
     ) -> (i16, Vec<state::LeaveResult>) {
+        if let Err(e) = self.check_coordinator(group_id) {
+            return (e.code(), Vec::new());
+        }
         let mut inner = self.inner.lock();
         let Some(group) = inner.groups.get_mut(group_id) else {
             return (ResponseError::UnknownMemberId.code(), Vec::new());
@@ -468,6 +630,12 @@ impl GroupCoordinator {
         hb: Heartbeat,
         topics: &Topics,
     ) -> Result<HeartbeatReply, Refusal> {
+        self.check_coordinator(group_id).map_err(|e| {
+            Refusal(
+                e,
+                format!("This node does not coordinate group {group_id}."),
+            )
+        })?;
         let mut inner = self.inner.lock();
         if let Some(classic) = inner.groups.get(group_id) {
             if !classic.is_empty() {
@@ -528,7 +696,7 @@ impl GroupCoordinator {
     /// Commits offsets. `member_id` empty and `generation` -1 is a standalone commit, allowed
     /// only while the group has no members. Returns one error code for the whole request, or
     /// per-partition codes.
-    pub fn commit(
+    pub async fn commit(
         &self,
         group_id: &str,
         member_id: &str,
@@ -536,21 +704,69 @@ impl GroupCoordinator {
         generation: i32,
         offsets: Vec<(TopicPartition, CommittedOffset)>,
     ) -> i16 {
+        if let Err(e) = self.check_coordinator(group_id) {
+            return e.code();
+        }
+        let pending =
+            match self.write_commit(group_id, member_id, instance_id, generation, &offsets) {
+                Ok(Some(p)) => p,
+                Ok(None) => return 0,
+                Err(code) => return code,
+            };
+        let deadline = tokio::time::Instant::now() + self.commit_timeout;
+        if let Err(e) = pending
+            .partition
+            .replicated(pending.last_offset, pending.leader_epoch, deadline)
+            .await
+        {
+            tracing::warn!(group = group_id, error = ?e, "an offset commit was not replicated");
+            return append_error(e.code()).code();
+        }
+        // Visible once replicated; an older commit whose wait ended later never overwrites it.
         let mut inner = self.inner.lock();
+        for (tp, o) in offsets {
+            let at = (group_id.to_string(), tp);
+            if inner
+                .written_at
+                .get(&at)
+                .is_some_and(|w| *w > pending.last_offset)
+            {
+                continue;
+            }
+            inner
+                .offsets
+                .entry(group_id.to_string())
+                .or_default()
+                .insert(at.1.clone(), o);
+            inner.written_at.insert(at, pending.last_offset);
+        }
+        0
+    }
+
+    /// Checks a commit against the group's members and appends it to the offsets log.
+    fn write_commit(
+        &self,
+        group_id: &str,
+        member_id: &str,
+        instance_id: Option<&str>,
+        generation: i32,
+        offsets: &[(TopicPartition, CommittedOffset)],
+    ) -> Result<Option<PendingWrite>, i16> {
+        let inner = self.inner.lock();
         if let Some(g) = inner.consumer_groups.get(group_id) {
             if g.is_empty() && generation < 0 {
                 // Admin commits (kafka-consumer-groups --reset-offsets) to an empty group.
             } else if let Some(m) = g.members.get(member_id) {
                 if generation != m.epoch {
-                    return ResponseError::StaleMemberEpoch.code();
+                    return Err(ResponseError::StaleMemberEpoch.code());
                 }
             } else {
-                return ResponseError::UnknownMemberId.code();
+                return Err(ResponseError::UnknownMemberId.code());
             }
         } else if let Some(g) = inner.groups.get(group_id) {
             if generation < 0 && member_id.is_empty() {
                 if !g.members.is_empty() {
-                    return ResponseError::UnknownMemberId.code();
+                    return Err(ResponseError::UnknownMemberId.code());
                 }
             } else {
                 if let Some(i) = instance_id {
@@ -558,35 +774,28 @@ impl GroupCoordinator {
                         .values()
                         .any(|m| m.instance_id.as_deref() == Some(i) && m.id != member_id)
                     {
-                        return ResponseError::FencedInstanceId.code();
+                        return Err(ResponseError::FencedInstanceId.code());
                     }
                 }
                 if !g.members.contains_key(member_id) {
-                    return ResponseError::UnknownMemberId.code();
+                    return Err(ResponseError::UnknownMemberId.code());
                 }
                 if g.generation != generation {
-                    return ResponseError::IllegalGeneration.code();
+                    return Err(ResponseError::IllegalGeneration.code());
                 }
                 if g.state == state::GroupState::CompletingRebalance {
-                    return ResponseError::RebalanceInProgress.code();
+                    return Err(ResponseError::RebalanceInProgress.code());
                 }
             }
         } else if generation >= 0 {
-            return ResponseError::IllegalGeneration.code();
+            return Err(ResponseError::IllegalGeneration.code());
         }
         let entries: Vec<(TopicPartition, Option<CommittedOffset>)> = offsets
             .iter()
             .map(|(tp, o)| (tp.clone(), Some(o.clone())))
             .collect();
-        // Written before it is visible: an acknowledged commit is on disk.
-        if let Err(e) = self.persist(group_id, &entries) {
-            return e.code();
-        }
-        let g = inner.offsets.entry(group_id.to_string()).or_default();
-        for (tp, o) in offsets {
-            g.insert(tp, o);
-        }
-        0
+        // Appended under the lock, so commits reach the log in the order they were checked.
+        self.persist(group_id, &entries).map_err(|e| e.code())
     }
 
     /// Committed offsets of a group: all of them, or those asked for.
@@ -672,6 +881,9 @@ impl GroupCoordinator {
 
     /// Deletes an empty group and its offsets.
     pub fn delete_group(&self, group_id: &str) -> i16 {
+        if let Err(e) = self.check_coordinator(group_id) {
+            return e.code();
+        }
         let mut inner = self.inner.lock();
         let has_offsets = inner.offsets.contains_key(group_id);
         let consumer_group = inner.consumer_groups.get(group_id);
@@ -689,8 +901,9 @@ impl GroupCoordinator {
             .get(group_id)
             .map(|m| m.keys().map(|tp| (tp.clone(), None)).collect())
             .unwrap_or_default();
-        if let Err(e) = self.persist(group_id, &tombstones) {
-            return e.code();
+        match self.persist(group_id, &tombstones) {
+            Ok(written) => mark_written(&mut inner, group_id, &tombstones, written.as_ref()),
+            Err(e) => return e.code(),
         }
         inner.offsets.remove(group_id);
         inner.groups.remove(group_id);
@@ -705,6 +918,7 @@ impl GroupCoordinator {
         group_id: &str,
         tps: &[TopicPartition],
     ) -> Result<Vec<(TopicPartition, i16)>, i16> {
+        self.check_coordinator(group_id).map_err(|e| e.code())?;
         let mut inner = self.inner.lock();
         let has_offsets = inner.offsets.contains_key(group_id);
         let active = inner
@@ -726,7 +940,8 @@ impl GroupCoordinator {
         }
         let tombstones: Vec<(TopicPartition, Option<CommittedOffset>)> =
             tps.iter().map(|tp| (tp.clone(), None)).collect();
-        self.persist(group_id, &tombstones).map_err(|e| e.code())?;
+        let written = self.persist(group_id, &tombstones).map_err(|e| e.code())?;
+        mark_written(&mut inner, group_id, &tombstones, written.as_ref());
         if let Some(m) = inner.offsets.get_mut(group_id) {
             for tp in tps {
                 m.remove(tp);
@@ -749,7 +964,8 @@ impl GroupCoordinator {
         }
         for (g, tps) in per_group {
             let tombstones: Vec<_> = tps.iter().map(|tp| (tp.clone(), None)).collect();
-            if self.persist(&g, &tombstones).is_ok() {
+            if let Ok(written) = self.persist(&g, &tombstones) {
+                mark_written(&mut inner, &g, &tombstones, written.as_ref());
                 if let Some(m) = inner.offsets.get_mut(&g) {
                     for tp in &tps {
                         m.remove(tp);

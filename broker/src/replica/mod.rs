@@ -582,6 +582,13 @@ impl Partition {
         self.offsets().high_watermark
     }
 
+    /// Whole batches from `offset` below `limit` (at least one), for readers inside the broker
+    /// that decide their own bound (a coordinator loading its partition to the log end).
+    pub fn read_to(&self, offset: i64, max_bytes: usize, limit: i64) -> Result<ReadResult> {
+        self.dir.check()?;
+        self.state.lock().log.read(offset, max_bytes, true, limit)
+    }
+
     pub fn read(&self, offset: i64, max_bytes: usize, min_one: bool) -> Result<ReadResult> {
         self.dir.check()?;
         let st = self.state.lock();

@@ -404,3 +404,17 @@ pub async fn metadata(c: &mut Client, t: &str, auto_create: bool) -> TestResult<
         .await?;
     Ok((md.topics[0].error_code, md.topics[0].topic_id))
 }
+
+/// FindCoordinator for a group, as every client sends before its first group request (it
+/// creates `__consumer_offsets` on first use); fails unless this broker is the coordinator.
+pub async fn find_coordinator(c: &mut Client, group: &str) -> TestResult {
+    let r = c
+        .send(
+            kafka_protocol::messages::FindCoordinatorRequest::default()
+                .with_key(StrBytes::from_string(group.to_string())),
+            3,
+        )
+        .await?;
+    anyhow::ensure!(r.error_code == 0, "FindCoordinator: error {}", r.error_code);
+    Ok(())
+}
