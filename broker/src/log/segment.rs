@@ -493,7 +493,7 @@ impl Segment {
             }
             start + first_len
         } else {
-            let limit = (start + max_bytes as u64).min(self.size);
+            let limit = start.saturating_add(max_bytes as u64).min(self.size);
             self.last_boundary(start + first_len, limit)?
         };
         Ok(Some(FileSlice {

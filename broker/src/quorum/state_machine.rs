@@ -1,0 +1,290 @@
+//! [`StateMachine`]: applies committed entries, in order, to a [`MetadataImage`] and publishes
+//! each new image on a `watch` channel (the one ordered apply loop of issue 8).
+//!
+//! A data entry applies only when it was planned on the image version it finds
+//! ([`CommitOutcome::Conflict`] otherwise), so a plan made on a stale image (across a leader
+//! change, say) can never commit. Snapshots are checkpoint files next to the log,
+//! `<endOffset:020>-<term:010>.checkpoint` (Kafka's naming), built from the image; the two
+//! newest are kept, and the newest is loaded at open. Entries after it are re-applied by
+//! openraft from the log at start-up.
+
+use std::fs;
+use std::io::{self, Cursor, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine, Snapshot};
+use openraft::{EntryPayload, OptionalSend, StorageIOError};
+use parking_lot::Mutex;
+use tokio::sync::watch;
+
+use super::codec::{decode_checkpoint, encode_checkpoint, Checkpoint};
+use super::types::{
+    CommitOutcome, Entry, LogId, QuorumTypes, SnapshotMeta, StorageError, StoredMembership,
+    SUPPORTED_COMMAND_VERSION,
+};
+use crate::metadata::MetadataImage;
+
+const CHECKPOINT_SUFFIX: &str = ".checkpoint";
+const CHECKPOINTS_KEPT: usize = 2;
+
+/// What subscribers see after each apply.
+#[derive(Debug, Clone, Default)]
+pub struct Published {
+    pub image: Arc<MetadataImage>,
+    /// Data commands applied so far: what a planner passes as `planned_at`.
+    pub version: u64,
+    /// The index of the last applied entry.
+    pub applied_index: Option<u64>,
+    /// The image was replaced by an installed snapshot: reconcile the whole of it.
+    pub reset: bool,
+}
+
+/// The state machine of one voter. Clones share it (a clone is its snapshot builder).
+#[derive(Clone)]
+pub struct StateMachine {
+    dir: PathBuf,
+    state: Arc<Mutex<Applied>>,
+    publisher: Arc<watch::Sender<Published>>,
+}
+
+struct Applied {
+    image: Arc<MetadataImage>,
+    version: u64,
+    last_applied: Option<LogId>,
+    membership: StoredMembership,
+    current: Option<(SnapshotMeta, Arc<Vec<u8>>)>,
+}
+
+fn checkpoint_name(last: Option<LogId>) -> String {
+    let (end, term) = last.map_or((0, 0), |l| (l.index + 1, l.leader_id.term));
+    format!("{end:020}-{term:010}{CHECKPOINT_SUFFIX}")
+}
+
+fn snapshot_meta(last: Option<LogId>, membership: StoredMembership) -> SnapshotMeta {
+    SnapshotMeta {
+        snapshot_id: last.map_or("0-0".into(), |l| {
+            format!("{}-{}", l.index, l.leader_id.term)
+        }),
+        last_log_id: last,
+        last_membership: membership,
+    }
+}
+
+fn checkpoint_err(meta: &SnapshotMeta, e: impl std::error::Error + 'static) -> StorageError {
+    StorageIOError::write_snapshot(Some(meta.signature()), &e).into()
+}
+
+/// Writes a checkpoint durably, then drops all but the newest few.
+fn write_checkpoint(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
+    let path = dir.join(name);
+    let tmp = dir.join(format!("{name}.tmp"));
+    let mut f = fs::File::create(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    fs::rename(&tmp, &path)?;
+    fs::File::open(dir)?.sync_all()?;
+    let mut names = checkpoint_names(dir)?;
+    names.sort_unstable();
+    let old = names.len().saturating_sub(CHECKPOINTS_KEPT);
+    for stale in &names[..old] {
+        fs::remove_file(dir.join(stale))?;
+    }
+    Ok(())
+}
+
+fn checkpoint_names(dir: &Path) -> io::Result<Vec<String>> {
+    Ok(fs::read_dir(dir)?
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.ends_with(CHECKPOINT_SUFFIX))
+        .collect())
+}
+
+impl StateMachine {
+    /// Loads the newest checkpoint in `dir` (an empty image without one). Blocking.
+    pub fn open(dir: &Path) -> crate::Result<Self> {
+        fs::create_dir_all(dir).map_err(|e| crate::Error::io(dir, e))?;
+        let names = checkpoint_names(dir).map_err(|e| crate::Error::io(dir, e))?;
+        for e in fs::read_dir(dir)
+            .map_err(|e| crate::Error::io(dir, e))?
+            .flatten()
+        {
+            // A checkpoint whose write did not finish.
+            if e.file_name().to_string_lossy().ends_with(".checkpoint.tmp") {
+                let _ = fs::remove_file(e.path());
+            }
+        }
+        let newest = names.iter().max();
+        let mut applied = Applied {
+            image: Arc::default(),
+            version: 0,
+            last_applied: None,
+            membership: StoredMembership::default(),
+            current: None,
+        };
+        if let Some(name) = newest {
+            let path = dir.join(name);
+            let bytes = fs::read(&path).map_err(|e| crate::Error::io(&path, e))?;
+            let c = decode_checkpoint(&bytes)
+                .map_err(|e| crate::Error::Metadata(format!("{}: {e}", path.display())))?;
+            applied.current = Some((
+                snapshot_meta(c.last_log_id, c.membership.clone()),
+                Arc::new(bytes),
+            ));
+            applied.image = c.image;
+            applied.version = c.image_version;
+            applied.last_applied = c.last_log_id;
+            applied.membership = c.membership;
+        }
+        let (publisher, _) = watch::channel(Published {
+            image: applied.image.clone(),
+            version: applied.version,
+            applied_index: applied.last_applied.map(|l| l.index),
+            reset: true,
+        });
+        Ok(StateMachine {
+            dir: dir.to_path_buf(),
+            state: Arc::new(Mutex::new(applied)),
+            publisher: Arc::new(publisher),
+        })
+    }
+
+    /// Images as they are applied; the current one is there at once.
+    pub fn subscribe(&self) -> watch::Receiver<Published> {
+        self.publisher.subscribe()
+    }
+
+    fn publish(&self, a: &Applied, reset: bool) {
+        self.publisher.send_replace(Published {
+            image: a.image.clone(),
+            version: a.version,
+            applied_index: a.last_applied.map(|l| l.index),
+            reset,
+        });
+    }
+}
+
+impl RaftSnapshotBuilder<QuorumTypes> for StateMachine {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<QuorumTypes>, StorageError> {
+        let checkpoint = {
+            let a = self.state.lock();
+            Checkpoint {
+                last_log_id: a.last_applied,
+                membership: a.membership.clone(),
+                image_version: a.version,
+                image: a.image.clone(),
+            }
+        };
+        let meta = snapshot_meta(checkpoint.last_log_id, checkpoint.membership.clone());
+        let dir = self.dir.clone();
+        let name = checkpoint_name(checkpoint.last_log_id);
+        let bytes = tokio::task::spawn_blocking(move || {
+            let bytes = encode_checkpoint(&checkpoint);
+            write_checkpoint(&dir, &name, &bytes).map(|()| bytes)
+        })
+        .await
+        .map_err(|e| checkpoint_err(&meta, e))?
+        .map_err(|e| checkpoint_err(&meta, e))?;
+        let bytes = Arc::new(bytes);
+        self.state.lock().current = Some((meta.clone(), bytes.clone()));
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(bytes.to_vec())),
+        })
+    }
+}
+
+impl RaftStateMachine<QuorumTypes> for StateMachine {
+    type SnapshotBuilder = StateMachine;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), StorageError> {
+        let a = self.state.lock();
+        Ok((a.last_applied, a.membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<CommitOutcome>, StorageError>
+    where
+        I: IntoIterator<Item = Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let mut a = self.state.lock();
+        let mut outcomes = Vec::new();
+        for entry in entries {
+            let outcome = match entry.payload {
+                EntryPayload::Blank => CommitOutcome::NotData,
+                EntryPayload::Membership(m) => {
+                    a.membership = StoredMembership::new(Some(entry.log_id), m);
+                    CommitOutcome::NotData
+                }
+                EntryPayload::Normal(cmd) => {
+                    if cmd.v > SUPPORTED_COMMAND_VERSION {
+                        // Skipping it would fork this node's image from the others'.
+                        let e = crate::Error::Metadata(format!(
+                            "command version {} is above the supported {SUPPORTED_COMMAND_VERSION}",
+                            cmd.v
+                        ));
+                        return Err(StorageIOError::apply(entry.log_id, &e).into());
+                    }
+                    if cmd.planned_at != a.version {
+                        CommitOutcome::Conflict { version: a.version }
+                    } else {
+                        let image = Arc::make_mut(&mut a.image);
+                        for r in &cmd.records {
+                            image.apply(r);
+                        }
+                        a.version += 1;
+                        CommitOutcome::Applied { version: a.version }
+                    }
+                }
+            };
+            a.last_applied = Some(entry.log_id);
+            outcomes.push(outcome);
+        }
+        self.publish(&a, false);
+        Ok(outcomes)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.clone()
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), StorageError> {
+        let bytes = snapshot.into_inner();
+        let c = decode_checkpoint(&bytes).map_err(|e| checkpoint_err(meta, e))?;
+        // Durable before it is visible: a crash must not forget an image others were shown.
+        let dir = self.dir.clone();
+        let name = checkpoint_name(meta.last_log_id);
+        let bytes = tokio::task::spawn_blocking(move || {
+            write_checkpoint(&dir, &name, &bytes).map(|()| bytes)
+        })
+        .await
+        .map_err(|e| checkpoint_err(meta, e))?
+        .map_err(|e| checkpoint_err(meta, e))?;
+        let mut a = self.state.lock();
+        a.image = c.image;
+        a.version = c.image_version;
+        a.last_applied = meta.last_log_id;
+        a.membership = meta.last_membership.clone();
+        a.current = Some((meta.clone(), Arc::new(bytes)));
+        self.publish(&a, true);
+        Ok(())
+    }
+
+    async fn get_current_snapshot(
+        &mut self,
+    ) -> Result<Option<Snapshot<QuorumTypes>>, StorageError> {
+        let a = self.state.lock();
+        Ok(a.current.as_ref().map(|(meta, bytes)| Snapshot {
+            meta: meta.clone(),
+            snapshot: Box::new(Cursor::new(bytes.to_vec())),
+        }))
+    }
+}

@@ -1,0 +1,353 @@
+//! [`LogStore`]: openraft's log storage over a [`PartitionLog`] in `__cluster_metadata-0/`.
+//!
+//! Each entry is one batch whose offset is the entry's index (see [`super::codec`]); the vote,
+//! the commit index and the last purged entry live in the `quorum-state` file, written as tmp +
+//! fsync + rename + fsync of the directory. `quorum-state` is the authority on what was purged:
+//! at open, a log that still holds purged entries (a crash between the two writes of a purge) is
+//! cut to match.
+//!
+//! Every disk access runs under one mutex in `spawn_blocking`, off the RaftCore task. `append`
+//! fsyncs once per call and reports completion before it returns, so appended entries are
+//! durable and readable together.
+
+use std::fs;
+use std::io;
+use std::ops::{Bound, RangeBounds};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
+use openraft::{OptionalSend, RaftLogReader, StorageIOError};
+use parking_lot::Mutex;
+
+use super::codec::{decode_entry, encode_entry, QuorumState, QUORUM_STATE_VERSION};
+use super::types::{Entry, LogId, QuorumTypes, StorageError, StoredLogId, Vote};
+use crate::log::batch::validate_record_set;
+use crate::log::{now_ms, BatchHeader, PartitionLog, Recovery};
+use crate::metadata::MetadataLog;
+
+pub const STATE_FILE: &str = "quorum-state";
+
+/// A reply to one read holds about this much, and at least one entry: it bounds the size
+/// of an AppendEntries frame.
+const READ_BYTES: usize = 1 << 20;
+
+/// The Raft log of one voter. Clones share the same log (it is also its own reader).
+#[derive(Clone)]
+pub struct LogStore {
+    disk: Arc<Mutex<Disk>>,
+}
+
+struct Disk {
+    dir: PathBuf,
+    log: PartitionLog,
+    state: QuorumState,
+    /// The last entry in the log, `None` when the log is empty.
+    last: Option<LogId>,
+}
+
+fn read_err(e: crate::Error) -> StorageError {
+    StorageIOError::read_logs(&e).into()
+}
+
+fn write_err(e: crate::Error) -> StorageError {
+    StorageIOError::write_logs(&e).into()
+}
+
+fn vote_err(e: crate::Error) -> StorageError {
+    StorageIOError::write_vote(&e).into()
+}
+
+impl LogStore {
+    /// Opens (or creates) the log in `dir`. Blocking: call it before the Raft starts.
+    pub fn open(dir: &Path) -> crate::Result<Self> {
+        fs::create_dir_all(dir).map_err(|e| crate::Error::io(dir, e))?;
+        let path = dir.join(STATE_FILE);
+        let state = match fs::read(&path) {
+            Ok(bytes) => {
+                let state: QuorumState = serde_json::from_slice(&bytes)
+                    .map_err(|e| crate::Error::Metadata(format!("{}: {e}", path.display())))?;
+                if state.version != QUORUM_STATE_VERSION {
+                    return Err(crate::Error::Metadata(format!(
+                        "{}: version {} is not {QUORUM_STATE_VERSION}",
+                        path.display(),
+                        state.version
+                    )));
+                }
+                state
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => QuorumState {
+                version: QUORUM_STATE_VERSION,
+                ..QuorumState::default()
+            },
+            Err(e) => return Err(crate::Error::io(&path, e)),
+        };
+        let mut log = PartitionLog::open_with(
+            dir,
+            MetadataLog::topic_config(),
+            false,
+            Recovery::TornTailOnly,
+        )?;
+        if let Some(purged) = state.purged {
+            let start = purged.index as i64 + 1;
+            if log.next_offset() < start {
+                log.truncate_fully_and_start_at(start)?;
+            } else if log.log_start_offset() < start {
+                log.advance_log_start(start)?;
+            }
+        }
+        let last = last_in_log(&log)?;
+        Ok(LogStore {
+            disk: Arc::new(Mutex::new(Disk {
+                dir: dir.to_path_buf(),
+                log,
+                state,
+                last,
+            })),
+        })
+    }
+
+    /// Runs `f` on the disk state in the blocking pool; `to_storage` says which openraft
+    /// error a failure is (openraft's error type is large, so Fjord's stays inside).
+    async fn with_disk<T: Send + 'static>(
+        &self,
+        to_storage: fn(crate::Error) -> StorageError,
+        f: impl FnOnce(&mut Disk) -> crate::Result<T> + Send + 'static,
+    ) -> Result<T, StorageError> {
+        let disk = self.disk.clone();
+        tokio::task::spawn_blocking(move || f(&mut disk.lock()))
+            .await
+            .map_err(|e| to_storage(crate::Error::Metadata(format!("quorum log task: {e}"))))?
+            .map_err(to_storage)
+    }
+}
+
+/// The id of the log's last entry, read from its batch header.
+fn last_in_log(log: &PartitionLog) -> crate::Result<Option<LogId>> {
+    let next = log.next_offset();
+    if next <= log.log_start_offset() {
+        return Ok(None);
+    }
+    let r = log.read(next - 1, 1, true, next)?;
+    let h = BatchHeader::parse(&r.records).ok_or_else(|| {
+        crate::Error::Metadata(format!(
+            "{}: no batch holds the last offset {}",
+            log.dir().display(),
+            next - 1
+        ))
+    })?;
+    Ok(Some(
+        StoredLogId {
+            term: h.partition_leader_epoch.max(0) as u64,
+            index: h.base_offset as u64,
+        }
+        .into(),
+    ))
+}
+
+impl Disk {
+    fn save_state(&self) -> crate::Result<()> {
+        let path = self.dir.join(STATE_FILE);
+        let tmp = self.dir.join(format!("{STATE_FILE}.tmp"));
+        let bytes = serde_json::to_vec(&self.state).expect("the quorum state serializes");
+        let write = || -> io::Result<()> {
+            let mut f = fs::File::create(&tmp)?;
+            io::Write::write_all(&mut f, &bytes)?;
+            f.sync_all()?;
+            fs::rename(&tmp, &path)?;
+            fs::File::open(&self.dir)?.sync_all()
+        };
+        write().map_err(|e| crate::Error::io(&path, e))
+    }
+
+    /// Entries with indexes in `[start, end)` that the log holds, stopping after about
+    /// `max_bytes` (always at least one entry when any is in range).
+    fn read(&self, start: u64, end: u64, max_bytes: usize) -> crate::Result<Vec<Entry>> {
+        let start = start.max(self.log.log_start_offset() as u64);
+        let end = end.min(self.log.next_offset() as u64);
+        let mut out = Vec::new();
+        let mut offset = start;
+        let mut budget = max_bytes;
+        while offset < end && budget > 0 {
+            let r = self
+                .log
+                .read(offset as i64, budget.min(READ_BYTES), true, end as i64)?;
+            let records = &r.records[..];
+            if records.is_empty() {
+                break;
+            }
+            let mut pos = 0;
+            while let Some(h) = BatchHeader::parse(&records[pos..]) {
+                let len = h.total_len();
+                if pos + len > records.len() || offset >= end {
+                    break;
+                }
+                let entry = decode_entry(&records[pos..pos + len]).map_err(|e| {
+                    crate::Error::Metadata(format!("{}: {e}", self.log.dir().display()))
+                })?;
+                if entry.log_id.index != offset {
+                    return Err(crate::Error::Metadata(format!(
+                        "{}: found entry {} where entry {offset} belongs",
+                        self.log.dir().display(),
+                        entry.log_id.index
+                    )));
+                }
+                out.push(entry);
+                offset += 1;
+                pos += len;
+                budget = budget.saturating_sub(len);
+            }
+        }
+        Ok(out)
+    }
+
+    fn append(&mut self, entries: Vec<Entry>) -> crate::Result<()> {
+        for entry in entries {
+            let index = entry.log_id.index as i64;
+            let next = self.log.next_offset();
+            if index != next {
+                // An empty log (new, or purged past its end) continues wherever Raft says.
+                if self.log.log_start_offset() == next && index > next {
+                    self.log.truncate_fully_and_start_at(index)?;
+                } else {
+                    return Err(crate::Error::Metadata(format!(
+                        "{}: entry {index} does not follow the log end {next}",
+                        self.log.dir().display()
+                    )));
+                }
+            }
+            let batch = encode_entry(&entry).map_err(|e| crate::Error::Metadata(e.0))?;
+            let batches = validate_record_set(&batch, usize::MAX).map_err(|e| {
+                crate::Error::Metadata(format!("entry {index} built an invalid batch: {e:?}"))
+            })?;
+            let term = batches[0].1.partition_leader_epoch;
+            self.log.append(&batch, &batches, term, now_ms())?;
+            self.last = Some(entry.log_id);
+        }
+        self.log.flush()
+    }
+}
+
+fn range_to_bounds(range: &impl RangeBounds<u64>) -> (u64, u64) {
+    let start = match range.start_bound() {
+        Bound::Included(&s) => s,
+        Bound::Excluded(&s) => s.saturating_add(1),
+        Bound::Unbounded => 0,
+    };
+    let end = match range.end_bound() {
+        Bound::Included(&e) => e.saturating_add(1),
+        Bound::Excluded(&e) => e,
+        Bound::Unbounded => u64::MAX,
+    };
+    (start, end)
+}
+
+impl RaftLogReader<QuorumTypes> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + std::fmt::Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry>, StorageError> {
+        let (start, end) = range_to_bounds(&range);
+        self.with_disk(read_err, move |d| d.read(start, end, usize::MAX))
+            .await
+    }
+
+    async fn limited_get_log_entries(
+        &mut self,
+        start: u64,
+        end: u64,
+    ) -> Result<Vec<Entry>, StorageError> {
+        self.with_disk(read_err, move |d| d.read(start, end, READ_BYTES))
+            .await
+    }
+}
+
+impl RaftLogStorage<QuorumTypes> for LogStore {
+    type LogReader = LogStore;
+
+    async fn get_log_state(&mut self) -> Result<LogState<QuorumTypes>, StorageError> {
+        let d = self.disk.lock();
+        let purged: Option<LogId> = d.state.purged.map(Into::into);
+        Ok(LogState {
+            last_purged_log_id: purged,
+            last_log_id: std::cmp::max(d.last, purged),
+        })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
+        let vote = *vote;
+        self.with_disk(vote_err, move |d| {
+            d.state.set_vote(&vote);
+            d.save_state()
+        })
+        .await
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote>, StorageError> {
+        Ok(self.disk.lock().state.vote())
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
+        self.with_disk(write_err, move |d| {
+            d.state.committed = committed.map(Into::into);
+            d.save_state()
+        })
+        .await
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
+        Ok(self.disk.lock().state.committed.map(Into::into))
+    }
+
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: LogFlushed<QuorumTypes>,
+    ) -> Result<(), StorageError>
+    where
+        I: IntoIterator<Item = Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let entries: Vec<Entry> = entries.into_iter().collect();
+        let result = self.with_disk(write_err, move |d| d.append(entries)).await;
+        match &result {
+            Ok(()) => callback.log_io_completed(Ok(())),
+            Err(e) => callback.log_io_completed(Err(io::Error::other(e.to_string()))),
+        }
+        result
+    }
+
+    async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        self.with_disk(write_err, move |d| {
+            d.log.truncate_to(log_id.index as i64)?;
+            d.last = last_in_log(&d.log)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        self.with_disk(write_err, move |d| {
+            // The state first: a crash before the log follows is repaired at open.
+            d.state.purged = Some(log_id.into());
+            d.save_state()?;
+            let start = log_id.index as i64 + 1;
+            if d.log.next_offset() < start {
+                // openraft purges past the log end after installing a snapshot.
+                d.log.truncate_fully_and_start_at(start)?;
+                d.last = None;
+            } else {
+                d.log.advance_log_start(start)?;
+                if d.log.next_offset() == start {
+                    d.last = None;
+                }
+            }
+            Ok(())
+        })
+        .await
+    }
+}
