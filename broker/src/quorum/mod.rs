@@ -9,11 +9,187 @@
 //! one that names openraft: its 0.10 changes the traits, and the disk format is Fjord's own.
 
 pub mod codec;
+pub mod network;
 pub mod state_machine;
 pub mod storage;
 pub mod types;
 
-pub use types::QuorumTypes;
+#[cfg(test)]
+mod cluster_tests;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use openraft::error::{ClientWriteError, InitializeError, RaftError};
+use openraft::{Raft, SnapshotPolicy};
+use tokio::sync::watch;
+
+use crate::error::{Error, Result};
+use crate::log::now_ms;
+use crate::metadata::MetadataRecord;
+use network::PeerFactory;
+use state_machine::{Published, StateMachine};
+use storage::LogStore;
+pub use types::{CommitOutcome, QuorumTypes, VoterEndpoint};
+use types::{MetadataCommand, SUPPORTED_COMMAND_VERSION};
+
+/// Timings and snapshot thresholds of one voter.
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    /// Leader heartbeats (KRaft-like 150 ms: openraft's 50 ms flaps on a busy 2-core node).
+    pub heartbeat_ms: u64,
+    /// The start of the election timeout ranges (`controller.quorum.election.timeout.ms`).
+    pub election_base_ms: u64,
+    /// A snapshot after this many entries since the last one.
+    pub snapshot_every_entries: u64,
+    /// Entries kept in the log behind a snapshot, so that a follower a little behind gets
+    /// entries rather than a whole snapshot (never 0: openraft#1828).
+    pub entries_kept_after_snapshot: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            heartbeat_ms: 150,
+            election_base_ms: 1000,
+            snapshot_every_entries: 10_000,
+            entries_kept_after_snapshot: 10_000,
+        }
+    }
+}
+
+/// The election timeout range `[min, max]` (ms) of the voter ranked `rank` in the voter set.
+/// openraft 0.9 draws one timeout per process and reuses it, so two voters whose draws land
+/// on the same tick can split every vote (fluree/db#1845; fixed in 0.10 by openraft#1838).
+/// Disjoint ranges, two ticks wide each, make that impossible.
+pub fn election_timeout_range(settings: &Settings, rank: usize) -> (u64, u64) {
+    let tick = settings.heartbeat_ms * 3 / 2;
+    let min = settings.election_base_ms + rank as u64 * 2 * tick;
+    (min, min + 2 * tick - 1)
+}
+
+/// Where a voter stands, from its own Raft metrics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuorumStatus {
+    pub node_id: u64,
+    pub term: u64,
+    pub leader: Option<u64>,
+    pub is_leader: bool,
+    pub last_log_index: Option<u64>,
+    pub last_applied_index: Option<u64>,
+    /// The last index covered by this voter's current snapshot.
+    pub snapshot_index: Option<u64>,
+}
+
+/// One voter of the metadata quorum: its Raft, log store and state machine.
+pub struct Quorum {
+    raft: Raft<QuorumTypes>,
+    images: watch::Receiver<Published>,
+}
+
+impl Quorum {
+    /// Starts voter `node_id` of `voters` on the log directory `dir` (`__cluster_metadata-0`).
+    /// Only a start that finds no `quorum-state` (a freshly formatted directory) initializes
+    /// the quorum, with the same voter map on every voter: a voter that lost its disk must
+    /// never re-initialize (openraft#1535).
+    pub async fn start(
+        node_id: u64,
+        voters: &BTreeMap<u64, VoterEndpoint>,
+        dir: &Path,
+        settings: Settings,
+    ) -> Result<Quorum> {
+        let rank = voters.keys().position(|&id| id == node_id).ok_or_else(|| {
+            Error::config(
+                "controller.quorum.voters",
+                format!("node {node_id} is not one of the voters"),
+            )
+        })?;
+        let (election_min, election_max) = election_timeout_range(&settings, rank);
+        let config = openraft::Config {
+            cluster_name: "fjord".into(),
+            heartbeat_interval: settings.heartbeat_ms,
+            election_timeout_min: election_min,
+            election_timeout_max: election_max,
+            // openraft's 200 ms is too tight for a 1 MiB chunk written and fsynced on 2 cores.
+            install_snapshot_timeout: 10_000,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(settings.snapshot_every_entries),
+            max_in_snapshot_log_to_keep: settings.entries_kept_after_snapshot,
+            snapshot_max_chunk_size: 1 << 20,
+            ..Default::default()
+        }
+        .validate()
+        .map_err(|e| Error::config("controller.quorum.election.timeout.ms", e.to_string()))?;
+        let fresh = !dir.join(storage::STATE_FILE).exists();
+        let log = LogStore::open(dir)?;
+        let state_machine = StateMachine::open(dir)?;
+        let images = state_machine.subscribe();
+        let factory = PeerFactory { from: node_id };
+        let raft = Raft::new(node_id, Arc::new(config), factory, log, state_machine)
+            .await
+            .map_err(|e| Error::Metadata(format!("starting quorum voter {node_id}: {e}")))?;
+        if fresh {
+            match raft.initialize(voters.clone()).await {
+                // Another voter initialized first and already replicated to this one.
+                Ok(()) | Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {}
+                Err(e) => {
+                    return Err(Error::Metadata(format!(
+                        "initializing the quorum on voter {node_id}: {e}"
+                    )))
+                }
+            }
+        }
+        Ok(Quorum { raft, images })
+    }
+
+    /// Images as this voter applies them.
+    pub fn images(&self) -> watch::Receiver<Published> {
+        self.images.clone()
+    }
+
+    pub fn status(&self) -> QuorumStatus {
+        let m = self.raft.metrics().borrow().clone();
+        QuorumStatus {
+            node_id: m.id,
+            term: m.current_term,
+            leader: m.current_leader,
+            is_leader: m.state.is_leader(),
+            last_log_index: m.last_log_index,
+            last_applied_index: m.last_applied.map(|l| l.index),
+            snapshot_index: m.snapshot.map(|l| l.index),
+        }
+    }
+
+    /// Commits `records`, planned on image version `planned_at`, and returns once this leader
+    /// applied them (or found a conflict). A follower refuses with the leader it knows.
+    pub async fn write(
+        &self,
+        planned_at: u64,
+        records: Vec<MetadataRecord>,
+    ) -> Result<CommitOutcome> {
+        let command = MetadataCommand {
+            v: SUPPORTED_COMMAND_VERSION,
+            planned_at,
+            ts_ms: now_ms(),
+            records,
+        };
+        match self.raft.client_write(command).await {
+            Ok(response) => Ok(response.data),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => Err(Error::Metadata(
+                format!("not the quorum leader (leader: {:?})", f.leader_id),
+            )),
+            Err(e) => Err(Error::Metadata(format!("quorum write: {e}"))),
+        }
+    }
+
+    /// Stops this voter's Raft; its files stay for a restart.
+    pub async fn shutdown(&self) -> Result<()> {
+        self.raft
+            .shutdown()
+            .await
+            .map_err(|e| Error::Metadata(format!("stopping the quorum: {e}")))
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -36,8 +36,11 @@ pub struct Published {
     pub version: u64,
     /// The index of the last applied entry.
     pub applied_index: Option<u64>,
-    /// The image was replaced by an installed snapshot: reconcile the whole of it.
-    pub reset: bool,
+    /// Counts the times the image was replaced wholesale (an installed snapshot). A
+    /// subscriber that sees it change reconciles the whole image instead of applying a
+    /// difference; a counter, unlike a flag, survives the watch channel keeping only the
+    /// latest value.
+    pub generation: u64,
 }
 
 /// The state machine of one voter. Clones share it (a clone is its snapshot builder).
@@ -140,7 +143,7 @@ impl StateMachine {
             image: applied.image.clone(),
             version: applied.version,
             applied_index: applied.last_applied.map(|l| l.index),
-            reset: true,
+            generation: 0,
         });
         Ok(StateMachine {
             dir: dir.to_path_buf(),
@@ -154,12 +157,13 @@ impl StateMachine {
         self.publisher.subscribe()
     }
 
-    fn publish(&self, a: &Applied, reset: bool) {
+    fn publish(&self, a: &Applied, replaced: bool) {
+        let generation = self.publisher.borrow().generation + u64::from(replaced);
         self.publisher.send_replace(Published {
             image: a.image.clone(),
             version: a.version,
             applied_index: a.last_applied.map(|l| l.index),
-            reset,
+            generation,
         });
     }
 }
