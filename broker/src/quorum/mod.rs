@@ -8,6 +8,7 @@
 //! publishes it; [`network`] carries Raft RPCs in Kafka framing. This module is the only
 //! one that names openraft: its 0.10 changes the traits, and the disk format is Fjord's own.
 
+pub mod bootstrap;
 pub mod codec;
 pub mod network;
 pub mod state_machine;
@@ -217,6 +218,18 @@ mod tests {
             .block_on(f)
         {
             panic!("{case}: {e}");
+        }
+    }
+
+    #[test]
+    fn election_timeout_ranges_of_voters_never_overlap() {
+        let settings = super::Settings::default();
+        let ranges: Vec<_> = (0..5)
+            .map(|rank| super::election_timeout_range(&settings, rank))
+            .collect();
+        assert_eq!(ranges[0], (1000, 1449));
+        for w in ranges.windows(2) {
+            assert!(w[0].1 < w[1].0, "{ranges:?}");
         }
     }
 

@@ -190,7 +190,15 @@ impl RaftSnapshotBuilder<QuorumTypes> for StateMachine {
         .map_err(|e| checkpoint_err(&meta, e))?
         .map_err(|e| checkpoint_err(&meta, e))?;
         let bytes = Arc::new(bytes);
-        self.state.lock().current = Some((meta.clone(), bytes.clone()));
+        let mut a = self.state.lock();
+        // openraft builds in a task of its own: a snapshot installed meanwhile is newer.
+        if a.current
+            .as_ref()
+            .is_none_or(|(m, _)| m.last_log_id <= meta.last_log_id)
+        {
+            a.current = Some((meta.clone(), bytes.clone()));
+        }
+        drop(a);
         Ok(Snapshot {
             meta,
             snapshot: Box::new(Cursor::new(bytes.to_vec())),

@@ -351,3 +351,108 @@ impl RaftLogStorage<QuorumTypes> for LogStore {
         .await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::quorum::types::MetadataCommand;
+
+    fn entries(terms_from: u64, range: std::ops::Range<u64>) -> Vec<Entry> {
+        range
+            .map(|index| Entry {
+                log_id: StoredLogId {
+                    term: terms_from + index / 4,
+                    index,
+                }
+                .into(),
+                payload: openraft::EntryPayload::Normal(MetadataCommand {
+                    v: 1,
+                    planned_at: index,
+                    ts_ms: 1_000 + index as i64,
+                    records: vec![],
+                }),
+            })
+            .collect()
+    }
+
+    fn append(store: &LogStore, batch: Vec<Entry>) {
+        store.disk.lock().append(batch).unwrap();
+    }
+
+    async fn snapshot_of(
+        store: &mut LogStore,
+    ) -> (LogState<QuorumTypes>, Option<Vote>, Vec<LogId>) {
+        let state = store.get_log_state().await.unwrap();
+        let vote = store.read_vote().await.unwrap();
+        let ids = store
+            .try_get_log_entries(..)
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| e.log_id)
+            .collect();
+        (state, vote, ids)
+    }
+
+    #[tokio::test]
+    async fn a_reopened_store_has_the_same_log_vote_and_commit_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = LogStore::open(dir.path()).unwrap();
+        store.save_vote(&Vote::new(3, 2)).await.unwrap();
+        append(&store, entries(1, 0..12));
+        store.purge(entries(1, 3..4)[0].log_id).await.unwrap();
+        store.truncate(entries(1, 9..10)[0].log_id).await.unwrap();
+        append(&store, entries(5, 9..11));
+        let committed = Some(entries(5, 10..11)[0].log_id);
+        store.save_committed(committed).await.unwrap();
+        let before = snapshot_of(&mut store).await;
+        assert_eq!(before.2.len(), 7); // 4..=10
+        assert_eq!(before.2.last(), committed.as_ref());
+        drop(store);
+
+        let mut store = LogStore::open(dir.path()).unwrap();
+        assert_eq!(snapshot_of(&mut store).await, before);
+        assert_eq!(store.read_committed().await.unwrap(), committed);
+    }
+
+    #[tokio::test]
+    async fn a_purge_cut_short_by_a_crash_is_finished_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LogStore::open(dir.path()).unwrap();
+        append(&store, entries(1, 0..10));
+        // `quorum-state` is written first: a crash right after it leaves the log untouched.
+        {
+            let mut d = store.disk.lock();
+            d.state.purged = Some(StoredLogId { term: 2, index: 5 });
+            d.save_state().unwrap();
+        }
+        drop(store);
+        let mut store = LogStore::open(dir.path()).unwrap();
+        let (state, _, ids) = snapshot_of(&mut store).await;
+        assert_eq!(state.last_purged_log_id.unwrap().index, 5);
+        assert_eq!(ids.first().unwrap().index, 6);
+
+        // Purged past the end (a follower that installed a snapshot): empty, continues after.
+        {
+            let mut d = store.disk.lock();
+            d.state.purged = Some(StoredLogId { term: 7, index: 40 });
+            d.save_state().unwrap();
+        }
+        drop(store);
+        let mut store = LogStore::open(dir.path()).unwrap();
+        let (state, _, ids) = snapshot_of(&mut store).await;
+        assert!(ids.is_empty());
+        assert_eq!(state.last_log_id, state.last_purged_log_id);
+        append(&store, entries(7, 41..42));
+        assert_eq!(
+            store
+                .get_log_state()
+                .await
+                .unwrap()
+                .last_log_id
+                .unwrap()
+                .index,
+            41
+        );
+    }
+}
