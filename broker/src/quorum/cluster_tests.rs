@@ -94,15 +94,19 @@ async fn bind_voters(n: u64) -> (BTreeMap<u64, VoterEndpoint>, Vec<TcpListener>)
     (voters, listeners)
 }
 
-/// The voter that leads in a term above `above_term`, once one does.
+/// The voter that leads in a term above `above_term`, once one does (the newest, should a
+/// deposed leader not know yet).
 async fn leader(voters: &[Voter], above_term: u64) -> (usize, u64) {
     tokio::time::timeout(DEADLINE, async {
         loop {
-            for (i, v) in voters.iter().enumerate() {
-                let s = v.quorum.status();
-                if s.is_leader && s.term > above_term {
-                    return (i, s.term);
-                }
+            let newest = voters
+                .iter()
+                .enumerate()
+                .map(|(i, v)| (i, v.quorum.status()))
+                .filter(|(_, s)| s.is_leader && s.term > above_term)
+                .max_by_key(|(_, s)| s.term);
+            if let Some((i, s)) = newest {
+                return (i, s.term);
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -260,4 +264,34 @@ async fn a_follower_far_behind_installs_a_checkpoint() {
         v.stop().await;
     }
     back.stop().await;
+}
+
+/// Issue 8's risk 7.1: openraft 0.9 draws one election timeout per process, and two voters
+/// whose draws meet split every vote. With disjoint ranges every kill must elect a leader.
+/// About a minute; run it with `--ignored` after touching timings.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn thirty_leader_kills_in_a_row_each_elect_a_new_leader() {
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let (voters, listeners) = bind_voters(3).await;
+    let mut nodes = Vec::new();
+    for ((id, listener), dir) in (1..=3).zip(listeners).zip(&dirs) {
+        nodes.push(Voter::start(id, &voters, dir.path(), listener, test_settings()).await);
+    }
+    for round in 0..30 {
+        let version = commit(&nodes, topic(&format!("round-{round}"))).await;
+        let (l, term) = leader(&nodes, 0).await;
+        let old = nodes.remove(l);
+        let (id, dir) = (old.id, old.stop().await);
+        leader(&nodes, term).await;
+        let listener = TcpListener::bind(("127.0.0.1", voters[&id].port))
+            .await
+            .unwrap();
+        let back = Voter::start(id, &voters, &dir, listener, test_settings()).await;
+        back.wait_for_version(version).await;
+        nodes.push(back);
+    }
+    for v in nodes {
+        v.stop().await;
+    }
 }
