@@ -6,8 +6,9 @@
 //! `kind: u8, from: u64, json_len: u32, json, tail`: `json` is the openraft request, and a
 //! snapshot chunk's bytes travel raw in `tail` (JSON would quadruple them). A response is a
 //! v1 response header, then `status: u8, json_len: u32, json`: status 0 carries the openraft
-//! response, 1 the openraft `RaftError` the receiver returned. Broken framing is an error,
-//! which closes the connection.
+//! response, 1 the openraft `RaftError` the receiver returned, 3 a request version this
+//! build does not read. Broken framing is an error, which closes the connection. The
+//! cluster-id check (status 2) waits for the config that names the cluster (step 2).
 //!
 //! A client connects lazily, sends one RPC at a time (openraft 0.9 replicates sequentially
 //! per target, and each `RaftNetwork` value owns its connection, so a vote never queues
@@ -47,6 +48,9 @@ const KIND_SNAPSHOT_CHUNK: u8 = 3;
 
 const STATUS_OK: u8 = 0;
 const STATUS_RAFT_ERROR: u8 = 1;
+/// The request's version is not [`FJORD_RAFT_VERSION`]: a newer peer learns it from the answer
+/// instead of a closed connection.
+const STATUS_UNSUPPORTED_VERSION: u8 = 3;
 
 const CLIENT_ID: &str = "fjord-quorum";
 
@@ -111,9 +115,11 @@ fn encode_response(correlation_id: i32, status: u8, json: &[u8]) -> Vec<u8> {
     out
 }
 
-/// A request frame's parts: correlation id, kind, sender, JSON, tail.
+/// What a request frame holds besides its header.
 struct Request<'a> {
     correlation_id: i32,
+    /// The request's body version; only [`FJORD_RAFT_VERSION`] has a body this build reads.
+    version: i16,
     kind: u8,
     json: &'a [u8],
     tail: &'a [u8],
@@ -124,10 +130,19 @@ fn decode_request(frame: &[u8]) -> Result<Request<'_>> {
     let api_key = i16::from_be_bytes(be(frame, &mut pos)?);
     let version = i16::from_be_bytes(be(frame, &mut pos)?);
     let correlation_id = i32::from_be_bytes(be(frame, &mut pos)?);
-    if api_key != FJORD_RAFT || version != FJORD_RAFT_VERSION {
+    if api_key != FJORD_RAFT {
         return Err(Error::Protocol(format!(
-            "api key {api_key} version {version} is not a quorum RPC"
+            "api key {api_key} is not a quorum RPC"
         )));
+    }
+    if version != FJORD_RAFT_VERSION {
+        return Ok(Request {
+            correlation_id,
+            version,
+            kind: 0,
+            json: &[],
+            tail: &[],
+        });
     }
     let client_id_len = i16::from_be_bytes(be(frame, &mut pos)?);
     take(frame, &mut pos, client_id_len.max(0) as usize)?;
@@ -142,6 +157,7 @@ fn decode_request(frame: &[u8]) -> Result<Request<'_>> {
     let json = take(frame, &mut pos, json_len as usize)?;
     Ok(Request {
         correlation_id,
+        version,
         kind,
         json,
         tail: &frame[pos..],
@@ -176,6 +192,9 @@ fn reply<T: Serialize, E: Serialize>(
 pub async fn serve(raft: &Raft<QuorumTypes>, frame: &[u8]) -> Result<Vec<u8>> {
     let req = decode_request(frame)?;
     let c = req.correlation_id;
+    if req.version != FJORD_RAFT_VERSION {
+        return Ok(encode_response(c, STATUS_UNSUPPORTED_VERSION, &[]));
+    }
     match req.kind {
         KIND_APPEND => {
             let rpc: AppendEntriesRequest<QuorumTypes> = parse(req.json, "append")?;
@@ -322,6 +341,12 @@ impl PeerClient {
                     serde_json::from_slice(&body).map_err(|e| NetworkError::new(&e))?;
                 Err(RPCError::RemoteError(RemoteError::new(self.target, e)))
             }
+            STATUS_UNSUPPORTED_VERSION => Err(RPCError::Network(NetworkError::new(
+                &Error::Protocol(format!(
+                    "voter {} does not speak quorum RPC version {FJORD_RAFT_VERSION}",
+                    self.target
+                )),
+            ))),
             other => Err(RPCError::Network(NetworkError::new(&Error::Protocol(
                 format!("voter {} answered with status {other}", self.target),
             )))),
@@ -408,6 +433,25 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn a_voter_that_is_down_is_unreachable() {
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let node = VoterEndpoint {
+            host: "127.0.0.1".into(),
+            port,
+        };
+        let mut client = PeerFactory { from: 1 }.new_client(2, &node).await;
+        let option = RPCOption::new(Duration::from_secs(1));
+        let vote = VoteRequest::new(openraft::Vote::new(1, 1), None);
+        match client.vote(vote, option).await {
+            Err(RPCError::Unreachable(_)) => {}
+            other => panic!("expected Unreachable, got {other:?}"),
+        }
+    }
+
     #[test]
     fn kafka_frames_and_short_frames_are_refused() {
         let mut frame = encode_request(7, KIND_VOTE, 3, b"{}", b"");
@@ -415,5 +459,9 @@ mod tests {
         assert!(decode_request(&frame).is_err());
         let frame = encode_request(7, KIND_VOTE, 3, b"{}", b"");
         assert!(decode_request(&frame[..frame.len() - 1]).is_err());
+        // A later body version is answered, not dropped.
+        let mut frame = encode_request(7, KIND_VOTE, 3, b"{}", b"");
+        frame[2..4].copy_from_slice(&1i16.to_be_bytes());
+        assert_eq!(decode_request(&frame).unwrap().version, 1);
     }
 }

@@ -32,7 +32,6 @@ pub type Entry = openraft::Entry<QuorumTypes>;
 pub type LogId = openraft::LogId<u64>;
 pub type Vote = openraft::Vote<u64>;
 pub type StorageError = openraft::StorageError<u64>;
-pub type Membership = openraft::Membership<u64, VoterEndpoint>;
 pub type StoredMembership = openraft::StoredMembership<u64, VoterEndpoint>;
 pub type SnapshotMeta = openraft::SnapshotMeta<u64, VoterEndpoint>;
 
