@@ -8,8 +8,10 @@
 //!
 //! Every disk access runs under one mutex in `spawn_blocking`, off the RaftCore task. `append`
 //! fsyncs once per call and reports completion before it returns, so appended entries are
-//! durable and readable together.
+//! durable and readable together. The newest entries are also kept decoded in memory (the
+//! tail cache), which serves the read-back of every apply.
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::io;
 use std::ops::{Bound, RangeBounds};
@@ -44,7 +46,14 @@ struct Disk {
     state: QuorumState,
     /// The last entry in the log, `None` when the log is empty.
     last: Option<LogId>,
+    /// The newest entries, contiguous by index. openraft 0.9 applies committed entries by
+    /// reading them back, and replication reads near the end: both are served from here
+    /// instead of the files. openraft's `max_payload_entries` bounds a reply from it.
+    tail: BTreeMap<u64, Entry>,
 }
+
+/// Entries kept in [`Disk::tail`].
+const TAIL_ENTRIES: usize = 1024;
 
 fn read_err(e: crate::Error) -> StorageError {
     StorageIOError::read_logs(&e).into()
@@ -103,6 +112,7 @@ impl LogStore {
                 log,
                 state,
                 last,
+                tail: BTreeMap::new(),
             })),
         })
     }
@@ -165,6 +175,20 @@ impl Disk {
     fn read(&self, start: u64, end: u64, max_bytes: usize) -> crate::Result<Vec<Entry>> {
         let start = start.max(self.log.log_start_offset() as u64);
         let end = end.min(self.log.next_offset() as u64);
+        if start >= end {
+            return Ok(Vec::new());
+        }
+        if self
+            .tail
+            .first_key_value()
+            .is_some_and(|(&first, _)| first <= start)
+        {
+            return Ok(self
+                .tail
+                .range(start..end)
+                .map(|(_, e)| e.clone())
+                .collect());
+        }
         let mut out = Vec::new();
         let mut offset = start;
         let mut budget = max_bytes;
@@ -209,6 +233,7 @@ impl Disk {
                 // An empty log (new, or purged past its end) continues wherever Raft says.
                 if self.log.log_start_offset() == next && index > next {
                     self.log.truncate_fully_and_start_at(index)?;
+                    self.tail.clear();
                 } else {
                     return Err(crate::Error::Metadata(format!(
                         "{}: entry {index} does not follow the log end {next}",
@@ -223,6 +248,10 @@ impl Disk {
             let term = batches[0].1.partition_leader_epoch;
             self.log.append(&batch, &batches, term, now_ms())?;
             self.last = Some(entry.log_id);
+            self.tail.insert(entry.log_id.index, entry);
+            if self.tail.len() > TAIL_ENTRIES {
+                self.tail.pop_first();
+            }
         }
         self.log.flush()
     }
@@ -324,6 +353,7 @@ impl RaftLogStorage<QuorumTypes> for LogStore {
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
         self.with_disk(write_err, move |d| {
             d.log.truncate_to(log_id.index as i64)?;
+            d.tail.split_off(&log_id.index);
             d.last = last_in_log(&d.log)?;
             Ok(())
         })
@@ -339,9 +369,11 @@ impl RaftLogStorage<QuorumTypes> for LogStore {
             if d.log.next_offset() < start {
                 // openraft purges past the log end after installing a snapshot.
                 d.log.truncate_fully_and_start_at(start)?;
+                d.tail.clear();
                 d.last = None;
             } else {
                 d.log.advance_log_start(start)?;
+                d.tail = d.tail.split_off(&(start as u64));
                 if d.log.next_offset() == start {
                     d.last = None;
                 }
@@ -413,6 +445,30 @@ mod tests {
         let mut store = LogStore::open(dir.path()).unwrap();
         assert_eq!(snapshot_of(&mut store).await, before);
         assert_eq!(store.read_committed().await.unwrap(), committed);
+    }
+
+    #[tokio::test]
+    async fn reads_from_the_tail_cache_match_reads_from_the_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cached = LogStore::open(dir.path()).unwrap();
+        append(&cached, entries(1, 0..1500));
+        cached
+            .truncate(entries(1, 1400..1401)[0].log_id)
+            .await
+            .unwrap();
+        append(&cached, entries(9, 1400..1450));
+        let mut files = LogStore::open(dir.path()).unwrap();
+        for (start, end) in [(0, 10), (400, 480), (470, 1450), (1440, 2000), (1449, 1450)] {
+            let a = cached.try_get_log_entries(start..end).await.unwrap();
+            let b = files.try_get_log_entries(start..end).await.unwrap();
+            assert_eq!(format!("{a:?}"), format!("{b:?}"), "{start}..{end}");
+            assert_eq!(a.len() as u64, end.min(1450) - start);
+        }
+        assert!(cached
+            .try_get_log_entries(2000..3000)
+            .await
+            .unwrap()
+            .is_empty());
     }
 
     #[tokio::test]
