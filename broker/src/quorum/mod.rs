@@ -1,19 +1,21 @@
 //! The metadata quorum: Fjord's Raft on openraft 0.9, not yet wired into the broker (issue 8,
 //! step 1; single-node Fjord still commits through [`crate::metadata::MetadataLog`]).
 //!
-//! [`types`] declares the Raft types and the replicated [`types::MetadataCommand`];
-//! [`codec`] encodes entries as record batches and the quorum's files; [`storage::LogStore`]
-//! keeps the Raft log in `__cluster_metadata-0/` as a [`crate::log::PartitionLog`];
-//! [`state_machine::StateMachine`] applies commands to a [`crate::metadata::MetadataImage`] and
-//! publishes it; [`network`] carries Raft RPCs in Kafka framing. This module is the only
-//! one that names openraft: its 0.10 changes the traits, and the disk format is Fjord's own.
+//! [`Quorum`] is one voter. Inside: `types` declares the Raft types and the replicated
+//! `MetadataCommand`; `codec` encodes entries as record batches and the quorum's files;
+//! `storage::LogStore` keeps the Raft log in `__cluster_metadata-0/` as a
+//! [`crate::log::PartitionLog`]; `state_machine::StateMachine` applies commands to a
+//! [`crate::metadata::MetadataImage`] and publishes it ([`Published`]); [`network`] carries
+//! Raft RPCs in Kafka framing; [`bootstrap`] parses `controller.quorum.voters`. This module is
+//! the only one that names openraft: its 0.10 changes the traits, and the disk format is
+//! Fjord's own.
 
 pub mod bootstrap;
-pub mod codec;
+mod codec;
 pub mod network;
-pub mod state_machine;
-pub mod storage;
-pub mod types;
+mod state_machine;
+mod storage;
+mod types;
 
 #[cfg(test)]
 mod cluster_tests;
@@ -30,7 +32,8 @@ use crate::error::{Error, Result};
 use crate::log::now_ms;
 use crate::metadata::MetadataRecord;
 use network::PeerFactory;
-use state_machine::{Published, StateMachine};
+pub use state_machine::Published;
+use state_machine::StateMachine;
 use storage::LogStore;
 pub use types::{CommitOutcome, QuorumTypes, VoterEndpoint};
 use types::{MetadataCommand, SUPPORTED_COMMAND_VERSION};
