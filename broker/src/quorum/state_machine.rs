@@ -300,3 +300,86 @@ impl RaftStateMachine<QuorumTypes> for StateMachine {
         }))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use openraft::RaftSnapshotBuilder;
+    use uuid::Uuid;
+
+    use super::*;
+    use crate::metadata::MetadataRecord;
+    use crate::quorum::types::{MetadataCommand, StoredLogId};
+
+    fn data(index: u64, planned_at: u64, v: u16, name: &str) -> Entry {
+        Entry {
+            log_id: StoredLogId { term: 1, index }.into(),
+            payload: EntryPayload::Normal(MetadataCommand {
+                v,
+                planned_at,
+                ts_ms: 0,
+                records: vec![MetadataRecord::Topic {
+                    name: name.into(),
+                    topic_id: Uuid::new_v4(),
+                }],
+            }),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_command_planned_on_another_version_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sm = StateMachine::open(dir.path()).unwrap();
+        let images = sm.subscribe();
+        let out = sm
+            .apply([
+                data(1, 0, 1, "a"),
+                data(2, 0, 1, "stale"),
+                data(3, 1, 1, "b"),
+            ])
+            .await
+            .unwrap();
+        assert_eq!(
+            out,
+            vec![
+                CommitOutcome::Applied { version: 1 },
+                CommitOutcome::Conflict { version: 1 },
+                CommitOutcome::Applied { version: 2 },
+            ]
+        );
+        let p = images.borrow().clone();
+        assert_eq!((p.version, p.applied_index), (2, Some(3)));
+        assert!(p.image.topics.contains_key("b") && !p.image.topics.contains_key("stale"));
+    }
+
+    #[tokio::test]
+    async fn a_command_above_the_supported_version_is_an_error_not_a_skip() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sm = StateMachine::open(dir.path()).unwrap();
+        let newer = SUPPORTED_COMMAND_VERSION + 1;
+        assert!(sm.apply([data(1, 0, newer, "a")]).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_reopened_state_machine_starts_from_its_newest_checkpoint() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sm = StateMachine::open(dir.path()).unwrap();
+        for i in 0..4u64 {
+            sm.apply([data(i + 1, i, 1, &format!("t{i}"))])
+                .await
+                .unwrap();
+            sm.get_snapshot_builder()
+                .await
+                .build_snapshot()
+                .await
+                .unwrap();
+        }
+        let image = sm.subscribe().borrow().image.clone();
+        let names = checkpoint_names(dir.path()).unwrap();
+        assert_eq!(names.len(), CHECKPOINTS_KEPT);
+        let mut back = StateMachine::open(dir.path()).unwrap();
+        let (applied, _) = back.applied_state().await.unwrap();
+        assert_eq!(applied.map(|l| l.index), Some(4));
+        let p = back.subscribe().borrow().clone();
+        assert_eq!((p.version, &*p.image), (4, &*image));
+    }
+}
