@@ -404,6 +404,59 @@ impl PartitionLog {
         Ok(self.log_start_offset)
     }
 
+    /// Drops every batch at or after `offset` (Kafka's `truncateTo`): a follower whose log
+    /// diverged from its leader's, or a Raft log told to remove a conflicting suffix. Segments
+    /// wholly above go, the one holding `offset` is cut before the batch that contains it, so
+    /// the next offset is that batch's base (exactly `offset` when batches hold one record).
+    /// Below the log start nothing is left to keep: see [`Self::truncate_fully_and_start_at`].
+    pub fn truncate_to(&mut self, offset: i64) -> Result<()> {
+        if offset >= self.next_offset() {
+            return Ok(());
+        }
+        if offset <= self.log_start_offset {
+            return self.truncate_fully_and_start_at(offset.max(0));
+        }
+        // Highest first: a crash part-way leaves a prefix of the old log, which opens cleanly.
+        while self.segments.len() > 1 && self.active().base_offset >= offset {
+            let seg = self.segments.pop().expect("more than one segment");
+            seg.delete()?;
+        }
+        let interval = self.config.index_interval_bytes;
+        self.active_mut().truncate_to(offset, interval)?;
+        if self.next_offset() < self.log_start_offset {
+            // The cut batch also held the log start (DeleteRecords can move it into a batch):
+            // nothing readable is left, and the log must not end before it starts.
+            return self.truncate_fully_and_start_at(self.log_start_offset);
+        }
+        self.cleaned_through = self.cleaned_through.min(self.next_offset());
+        sync_dir(&self.dir)
+    }
+
+    /// Empties the log and makes `offset` both its start and its next offset (Kafka's
+    /// `truncateFullyAndStartAt`): a Raft follower that installed a snapshot past its log end,
+    /// or a replica whose whole log diverged. [`Self::advance_log_start`] cannot do this, as it
+    /// never moves the start past the end.
+    pub fn truncate_fully_and_start_at(&mut self, offset: i64) -> Result<()> {
+        if offset < 0 {
+            return Err(Error::SegmentCorrupt {
+                path: self.dir.clone(),
+                position: 0,
+                reason: format!("cannot start a log at negative offset {offset}"),
+            });
+        }
+        // Highest first, as in `truncate_to`; a crash before the new segment exists leaves an
+        // empty log at 0, which the owner (the quorum's `quorum-state`) knows to reset again.
+        while let Some(seg) = self.segments.pop() {
+            seg.delete()?;
+        }
+        self.segments.push(Segment::create(&self.dir, offset)?);
+        self.log_start_offset = offset;
+        let p = self.dir.join(LOG_START_FILE);
+        fs::write(&p, offset.to_string()).map_err(|e| Error::io(&p, e))?;
+        self.cleaned_through = -1;
+        sync_dir(&self.dir)
+    }
+
     /// Drops old segments (never the active one while it is empty) while `doomed` says so.
     fn delete_segments_while(
         &mut self,
@@ -576,6 +629,13 @@ impl PartitionLog {
     pub fn flush(&self) -> Result<()> {
         self.active().flush()
     }
+}
+
+/// Makes file creations, renames and deletions in `dir` durable.
+fn sync_dir(dir: &Path) -> Result<()> {
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io(dir, e))
 }
 
 #[cfg(test)]
@@ -1060,5 +1120,121 @@ mod tests {
         }
         let log = PartitionLog::open(dir.path(), cfg(), true).unwrap();
         assert_eq!(log.log_start_offset(), 25);
+    }
+
+    fn append_batch(log: &mut PartitionLog, records: usize, ts: i64) -> i64 {
+        let values: Vec<String> = (0..records).map(|i| format!("v{i}")).collect();
+        let kvs: Vec<_> = values.iter().map(|v| (None, Some(v.as_bytes()))).collect();
+        let b = build_batch(0, ts, &kvs);
+        let batches = validate_record_set(&b, 1 << 20).unwrap();
+        log.append(&b, &batches, 7, ts).unwrap()
+    }
+
+    /// `(base, last)` of every batch a reader can still reach (ending at or after the start).
+    fn visible_batches(log: &PartitionLog) -> Vec<(i64, i64)> {
+        let mut v = Vec::new();
+        log.for_each_header(|h| {
+            if h.last_offset() >= log.log_start_offset() {
+                v.push((h.base_offset, h.last_offset()))
+            }
+        })
+        .unwrap();
+        v
+    }
+
+    fn log_state(log: &PartitionLog) -> (i64, i64, Vec<(i64, i64)>) {
+        (
+            log.log_start_offset(),
+            log.next_offset(),
+            visible_batches(log),
+        )
+    }
+
+    #[test]
+    fn truncate_to_cuts_inside_a_segment_and_drops_the_segments_above() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = PartitionLog::open(dir.path(), cfg(), true).unwrap();
+        append_values(&mut log, 60, 1);
+        assert!(log.segment_count() > 3);
+        log.truncate_to(23).unwrap();
+        assert_eq!(log.next_offset(), 23);
+        assert_eq!(all_offsets(&log), (0..23).collect::<Vec<_>>());
+        let segments = log.segment_count();
+        assert_eq!(append_values(&mut log, 2, 2), vec![23, 24]);
+        let read = log.read(23, 1 << 20, true, i64::MAX).unwrap();
+        let h = BatchHeader::parse(&read.records).unwrap();
+        assert_eq!((h.base_offset, h.base_timestamp), (23, 2));
+        log.close().unwrap();
+        let log = PartitionLog::open(dir.path(), cfg(), true).unwrap();
+        assert_eq!(log.segment_count(), segments);
+        assert_eq!(all_offsets(&log), (0..25).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn truncate_fully_and_start_at_leaves_an_empty_log_that_continues_there() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = PartitionLog::open(dir.path(), cfg(), true).unwrap();
+        append_values(&mut log, 30, 1);
+        log.truncate_fully_and_start_at(100).unwrap();
+        assert_eq!((log.log_start_offset(), log.next_offset()), (100, 100));
+        assert_eq!(log.segment_count(), 1);
+        assert!(all_offsets(&log).is_empty());
+        // Reopened without a clean shutdown: recovery must agree with the saved start.
+        let mut log = PartitionLog::open(dir.path(), cfg(), false).unwrap();
+        assert_eq!((log.log_start_offset(), log.next_offset()), (100, 100));
+        assert_eq!(append_values(&mut log, 1, 1), vec![100]);
+        // And back below the old start, as a Raft follower truncating to an earlier index.
+        log.truncate_fully_and_start_at(5).unwrap();
+        assert_eq!(append_values(&mut log, 1, 1), vec![5]);
+        drop(log);
+        let log = PartitionLog::open(dir.path(), cfg(), false).unwrap();
+        assert_eq!((log.log_start_offset(), log.next_offset()), (5, 6));
+    }
+
+    proptest::proptest! {
+        /// Against a model of whole batches: `truncate_to(t)` keeps exactly the batches that
+        /// end before `t`, never leaves the end before the start, and a reopen (after a clean
+        /// shutdown or a crash) sees the same log, which appends at its next offset.
+        #[test]
+        fn truncate_to_matches_a_model_and_survives_reopen(
+            sizes in proptest::collection::vec(1usize..4, 0..40),
+            start_pick in 0u32..100,
+            cut_pick in 0u32..110,
+            clean in proptest::bool::ANY,
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let mut log = PartitionLog::open(dir.path(), cfg(), true).unwrap();
+            let mut batches = Vec::new();
+            for &n in &sizes {
+                let base = append_batch(&mut log, n, 1);
+                batches.push((base, base + n as i64 - 1));
+            }
+            let end = log.next_offset();
+            let start = log.advance_log_start(end * start_pick as i64 / 100).unwrap();
+            let cut = end * cut_pick as i64 / 100;
+            log.truncate_to(cut).unwrap();
+
+            let expected = if cut >= end {
+                (start, end, batches.iter().copied().filter(|b| b.1 >= start).collect())
+            } else if cut <= start {
+                (cut, cut, vec![])
+            } else {
+                let first_gone = batches.iter().find(|b| b.1 >= cut).unwrap().0;
+                if first_gone < start {
+                    (start, start, vec![])
+                } else {
+                    let kept = batches.iter().copied().filter(|b| b.1 >= start && b.1 < cut);
+                    (start, first_gone, kept.collect())
+                }
+            };
+            proptest::prop_assert_eq!(log_state(&log), expected.clone());
+            if clean {
+                log.close().unwrap();
+            }
+            drop(log);
+            let mut log = PartitionLog::open(dir.path(), cfg(), clean).unwrap();
+            proptest::prop_assert_eq!(log_state(&log), expected.clone());
+            proptest::prop_assert_eq!(append_batch(&mut log, 2, 3), expected.1);
+        }
     }
 }

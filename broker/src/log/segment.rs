@@ -493,7 +493,7 @@ impl Segment {
             }
             start + first_len
         } else {
-            let limit = (start + max_bytes as u64).min(self.size);
+            let limit = start.saturating_add(max_bytes as u64).min(self.size);
             self.last_boundary(start + first_len, limit)?
         };
         Ok(Some(FileSlice {
@@ -572,6 +572,29 @@ impl Segment {
             f(&h);
             pos += h.total_len() as u64;
         }
+        Ok(())
+    }
+
+    /// Cuts the segment before the batch that holds `offset` (and everything after it), then
+    /// rebuilds the indexes from what is left. A truncation is rare (a follower whose log
+    /// diverged from its leader's), so a rescan is cheaper to get right than index surgery.
+    pub fn truncate_to(&mut self, offset: i64, index_interval: u32) -> Result<()> {
+        let Some((pos, _)) = self.position_of(offset)? else {
+            return Ok(());
+        };
+        // Saved indexes describe the longer file; a crash before the next save must rebuild.
+        self.invalidate_saved_indexes();
+        let file = self.handle()?;
+        file.set_len(pos).map_err(|e| Error::io(&self.path, e))?;
+        file.sync_data().map_err(|e| Error::io(&self.path, e))?;
+        let scan = self.scan(false, index_interval)?;
+        self.size = scan.valid_len;
+        self.next_offset = scan.next_offset;
+        self.max_timestamp = scan.max_timestamp;
+        self.index = scan.index;
+        self.time_index = scan.time_index;
+        self.bytes_since_index = scan.bytes_since_index;
+        self.index_dirty = true;
         Ok(())
     }
 

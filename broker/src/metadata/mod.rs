@@ -35,7 +35,7 @@ pub struct MetadataLog {
 }
 
 impl MetadataLog {
-    fn topic_config() -> TopicConfig {
+    pub(crate) fn topic_config() -> TopicConfig {
         // Metadata is never deleted by retention: it is the source of truth.
         TopicConfig::resolve(|k| match k {
             "retention.ms" | "retention.bytes" => Some("-1".into()),
