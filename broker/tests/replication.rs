@@ -69,6 +69,16 @@ async fn two_nodes(
     d2: &Path,
     topics: &[&str],
 ) -> TestResult<[(BrokerConfig, Vec<tokio::net::TcpListener>); 2]> {
+    let named: Vec<(&str, uuid::Uuid)> =
+        topics.iter().map(|t| (*t, uuid::Uuid::new_v4())).collect();
+    two_nodes_with_ids(d1, d2, &named).await
+}
+
+async fn two_nodes_with_ids(
+    d1: &Path,
+    d2: &Path,
+    topics: &[(&str, uuid::Uuid)],
+) -> TestResult<[(BrokerConfig, Vec<tokio::net::TcpListener>); 2]> {
     let (c1, l1) = bind(1, d1).await?;
     let (c2, l2) = bind(2, d2).await?;
     let register = |node_id: i32, port: u16| MetadataRecord::RegisterBroker {
@@ -81,8 +91,7 @@ async fn two_nodes(
         register(1, l1[0].local_addr()?.port()),
         register(2, l2[0].local_addr()?.port()),
     ];
-    for name in topics {
-        let topic_id = uuid::Uuid::new_v4();
+    for &(name, topic_id) in topics {
         records.push(MetadataRecord::Topic {
             name: name.to_string(),
             topic_id,
@@ -132,6 +141,14 @@ async fn start(config: BrokerConfig, listeners: Vec<tokio::net::TcpListener>) ->
 fn seed(dir: &Path, records: &[MetadataRecord]) -> TestResult {
     let (mut log, existing) = MetadataLog::open(dir, false)?;
     anyhow::ensure!(existing.is_empty(), "seeding a used directory");
+    log.append(records)?;
+    log.close()?;
+    Ok(())
+}
+
+/// What the controller would publish, written into a stopped node's metadata log.
+fn append_metadata(dir: &Path, records: &[MetadataRecord]) -> TestResult {
+    let (mut log, _) = MetadataLog::open(dir, false)?;
     log.append(records)?;
     log.close()?;
     Ok(())
@@ -314,5 +331,95 @@ async fn the_coordinator_is_the_offsets_leader_and_commits_wait_for_replication(
         "an unreplicated commit is not visible"
     );
     leader.stop().await?;
+    Ok(())
+}
+
+/// KIP-595's diverging epoch: a leader writes records its follower never gets, loses
+/// leadership, and the new leader writes others at the same offsets. When the old leader comes
+/// back as a follower, it truncates its unreplicated tail and takes the new leader's records:
+/// both logs end byte-identical.
+#[tokio::test]
+async fn a_follower_truncates_a_tail_the_new_leader_never_had() -> TestResult {
+    use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+    use kafka_protocol::messages::{BrokerId, ListOffsetsRequest};
+    let (d1, d2) = (tempfile::tempdir()?, tempfile::tempdir()?);
+    let t = topic("diverge");
+    let topic_id = uuid::Uuid::new_v4();
+    let [(c1, l1), (c2, l2)] = two_nodes_with_ids(d1.path(), d2.path(), &[(&t, topic_id)]).await?;
+    let node1 = start(c1, l1).await?;
+    let node2 = start(c2, l2).await?;
+    let mut c = node1.client().await?;
+    for v in ["a", "b"] {
+        assert_eq!(
+            produce_with(&mut c, &t, &[("k", v)], -1, 10_000).await?.0,
+            0
+        );
+    }
+    // Only the leader gets these two.
+    node2.crash().await;
+    for v in ["lost1", "lost2"] {
+        assert_eq!(produce_with(&mut c, &t, &[("k", v)], 1, 1000).await?.0, 0);
+    }
+    node1.stop().await?;
+
+    // The controller moves leadership to 2 (epoch 1); 2 writes at offset 2.
+    let (c2, l2) = bind(2, d2.path()).await?;
+    let moved = MetadataRecord::Partition {
+        topic_id,
+        partition: 0,
+        replicas: vec![1, 2],
+        isr: vec![2],
+        leader: 2,
+        leader_epoch: 1,
+    };
+    let node2_at = MetadataRecord::RegisterBroker {
+        node_id: 2,
+        host: "127.0.0.1".into(),
+        port: l2[0].local_addr()?.port() as i32,
+        rack: None,
+    };
+    append_metadata(d2.path(), std::slice::from_ref(&moved))?;
+    append_metadata(d1.path(), &[moved, node2_at])?;
+    let node2 = start(c2, l2).await?;
+    let mut c = node2.client().await?;
+    let (err, base) = produce_with(&mut c, &t, &[("k", "new")], 1, 1000).await?;
+    assert_eq!((err, base), (0, 2));
+
+    // 1 returns as a follower: its fetch from offset 4 in epoch 0 diverges at offset 2.
+    let (c1, l1) = bind(1, d1.path()).await?;
+    let node1 = start(c1, l1).await?;
+    let (err, base) = produce_with(&mut c, &t, &[("k", "newer")], -1, 10_000).await?;
+    assert_eq!((err, base), (0, 3));
+    let addr = node1.addr;
+    let t2 = t.clone();
+    eventually("the old leader catches up", Duration::from_secs(20), || {
+        let t = t2.clone();
+        async move {
+            let mut c = Client::connect(addr).await.ok()?;
+            // The debugging replica id may ask a follower; its high watermark is the leader's
+            // as far as its own log reaches.
+            let req = ListOffsetsRequest::default()
+                .with_replica_id(BrokerId(-2))
+                .with_topics(vec![ListOffsetsTopic::default()
+                    .with_name(name(&t))
+                    .with_partitions(vec![ListOffsetsPartition::default()
+                        .with_partition_index(0)
+                        .with_timestamp(-1)])]);
+            let r = c.send(req, 4).await.ok()?;
+            (r.topics[0].partitions[0].offset == 4).then_some(())
+        }
+    })
+    .await?;
+    let r = fetch(&mut c, &t, 0, 0).await?;
+    let values: Vec<String> = records_of(&r)?.into_iter().map(|(_, _, v)| v).collect();
+    assert_eq!(values, ["a", "b", "new", "newer"]);
+    node1.stop().await?;
+    node2.stop().await?;
+    let dir = format!("{t}-0");
+    assert_eq!(
+        segments(d1.path(), &dir)?,
+        segments(d2.path(), &dir)?,
+        "the truncated follower's log is the new leader's, byte for byte"
+    );
     Ok(())
 }

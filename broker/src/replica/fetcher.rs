@@ -15,7 +15,8 @@ use std::time::Duration;
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
-use kafka_protocol::messages::{BrokerId, FetchRequest, TopicName};
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::messages::{BrokerId, FetchRequest, ListOffsetsRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use parking_lot::Mutex;
 use tokio::runtime::Handle;
@@ -29,6 +30,8 @@ use crate::metadata::image::BrokerImage;
 
 /// Fetch v12: topics by name, `replica_id` in the body, `last_fetched_epoch` for divergence.
 const FETCH_VERSION: i16 = 12;
+/// ListOffsets v4: `current_leader_epoch`, one offset per partition.
+const LIST_OFFSETS_VERSION: i16 = 4;
 
 type Followed = Arc<Mutex<BTreeMap<TopicPartition, Arc<Partition>>>>;
 
@@ -234,15 +237,25 @@ async fn run(
                 let Some((p, epoch)) = positions.get(&tp) else {
                     continue;
                 };
+                if d.error_code == ResponseError::OffsetOutOfRange.code() {
+                    // Past the leader's end (it lost an unreplicated tail) or below its start.
+                    if let Err(e) = out_of_range(c, node_id, p, *epoch).await {
+                        errors += 1;
+                        tracing::warn!(partition = %tp.dir_name(), leader, error = %e, "could not recover from an out-of-range fetch");
+                    }
+                    continue;
+                }
                 if d.error_code != 0 {
                     errors += 1;
                     tracing::debug!(partition = %tp.dir_name(), leader, error = ?ResponseError::try_from_code(d.error_code), "replica fetch of a partition refused");
                     continue;
                 }
                 if d.diverging_epoch.epoch >= 0 {
-                    // Truncating a divergent tail needs the log's truncation (next step).
-                    errors += 1;
-                    tracing::warn!(partition = %tp.dir_name(), leader, epoch = d.diverging_epoch.epoch, end_offset = d.diverging_epoch.end_offset, "this replica's log diverged from the leader's");
+                    let (e, end) = (d.diverging_epoch.epoch, d.diverging_epoch.end_offset);
+                    if let Err(err) = p.truncate_diverged(*epoch, e, end) {
+                        errors += 1;
+                        tracing::error!(partition = %tp.dir_name(), leader, error = %err, "could not truncate a diverged log");
+                    }
                     continue;
                 }
                 let records = d.records.unwrap_or_default();
@@ -262,6 +275,60 @@ async fn run(
             }
         }
     }
+}
+
+/// Asks the leader for its log end and start (ListOffsets as a replica) and truncates to the
+/// end, or restarts at the start, whichever the follower's position is outside of.
+async fn out_of_range(
+    c: &mut Client,
+    node_id: i32,
+    p: &Partition,
+    leader_epoch: i32,
+) -> crate::Result<()> {
+    let Some(pos) = p.follower_position() else {
+        return Ok(());
+    };
+    let leader_end = leader_offset(c, node_id, p, leader_epoch, -1).await?;
+    if pos.fetch_offset > leader_end {
+        p.truncate_to_leader_end(leader_epoch, leader_end)?;
+        return Ok(());
+    }
+    let leader_start = leader_offset(c, node_id, p, leader_epoch, -2).await?;
+    if pos.fetch_offset < leader_start {
+        p.restart_at_leader_start(leader_epoch, leader_start)?;
+    }
+    Ok(())
+}
+
+/// ListOffsets LATEST (-1, the log end for a replica) or EARLIEST (-2) from the leader.
+async fn leader_offset(
+    c: &mut Client,
+    node_id: i32,
+    p: &Partition,
+    leader_epoch: i32,
+    timestamp: i64,
+) -> crate::Result<i64> {
+    let req = ListOffsetsRequest::default()
+        .with_replica_id(BrokerId(node_id))
+        .with_topics(vec![ListOffsetsTopic::default()
+            .with_name(TopicName(StrBytes::from_string(p.tp.topic.clone())))
+            .with_partitions(vec![ListOffsetsPartition::default()
+                .with_partition_index(p.tp.partition)
+                .with_current_leader_epoch(leader_epoch)
+                .with_timestamp(timestamp)])]);
+    let r = c.send(&req, LIST_OFFSETS_VERSION).await?;
+    let part = r
+        .topics
+        .first()
+        .and_then(|t| t.partitions.first())
+        .ok_or_else(|| crate::Error::Protocol("an empty ListOffsets response".into()))?;
+    if part.error_code != 0 {
+        return Err(crate::Error::Protocol(format!(
+            "ListOffsets from the leader: error {}",
+            part.error_code
+        )));
+    }
+    Ok(part.offset)
 }
 
 async fn connect(address: &str, client_id: &str, max_frame: usize) -> crate::Result<Client> {

@@ -436,6 +436,104 @@ impl Partition {
         Ok(Some(log_end))
     }
 
+    /// A follower whose last fetched epoch the leader says ended at `end_offset` (Fetch's
+    /// diverging epoch, with the leader's largest epoch at or below ours) drops its divergent
+    /// tail: it truncates to where both logs agree, the smaller of the leader's and its own end
+    /// of that epoch, as Kafka's fetcher does. A later fetch checks again, so a log that
+    /// diverged over several epochs converges in several rounds. `Ok(None)` when the fetch was
+    /// made under another leadership.
+    pub fn truncate_diverged(
+        &self,
+        leader_epoch: i32,
+        epoch: i32,
+        end_offset: i64,
+    ) -> Result<Option<i64>> {
+        self.truncate_follower(
+            leader_epoch,
+            |st| {
+                let (mine, my_end) = st.epochs.end_offset_for(epoch, st.log.next_offset());
+                if mine == epoch {
+                    end_offset.min(my_end)
+                } else {
+                    end_offset
+                }
+            },
+            false,
+        )
+    }
+
+    /// A follower whose fetch offset is past the leader's log end truncates to it.
+    pub fn truncate_to_leader_end(
+        &self,
+        leader_epoch: i32,
+        leader_end: i64,
+    ) -> Result<Option<i64>> {
+        self.truncate_follower(leader_epoch, |_| leader_end, false)
+    }
+
+    /// A follower whose fetch offset is below the leader's log start (the leader deleted what
+    /// it needs next) empties its log and starts at the leader's log start.
+    pub fn restart_at_leader_start(
+        &self,
+        leader_epoch: i32,
+        leader_start: i64,
+    ) -> Result<Option<i64>> {
+        self.truncate_follower(leader_epoch, |_| leader_start, true)
+    }
+
+    fn truncate_follower(
+        &self,
+        leader_epoch: i32,
+        offset: impl FnOnce(&LocalReplica) -> i64,
+        restart: bool,
+    ) -> Result<Option<i64>> {
+        self.dir.check()?;
+        let mut st = self.state.lock();
+        if st.partition.is_leader()
+            || st.partition.leader_epoch() != leader_epoch
+            || st.log.is_deleted()
+        {
+            return Ok(None);
+        }
+        let target = offset(&st).max(0);
+        let before = st.log.next_offset();
+        let result = (|| -> Result<i64> {
+            if restart {
+                st.log.truncate_fully_and_start_at(target)?;
+            } else {
+                st.log.truncate_to(target)?;
+            }
+            let end = st.log.next_offset();
+            let mut epochs = st.epochs.clone();
+            epochs.truncate_from_end(end);
+            if epochs != st.epochs {
+                epochs.save(st.log.dir())?;
+                st.epochs = epochs;
+            }
+            // Producer state is rebuilt from what is left (the truncated batches' sequences
+            // must not count as written).
+            let mut producers = ProducerStateTable::default();
+            st.log
+                .for_each_header(|h| producers.record(h, h.base_offset))?;
+            st.producers = producers;
+            Ok(end)
+        })();
+        let end = match result {
+            Ok(end) => end,
+            Err(e) => {
+                if e.is_storage_failure() {
+                    self.dir.fail(&e);
+                }
+                return Err(e);
+            }
+        };
+        st.partition.on_truncate(end);
+        if end != before {
+            tracing::info!(partition = %self.tp.dir_name(), from = before, to = end, "truncated to the leader's log");
+        }
+        Ok(Some(end))
+    }
+
     /// What a follower's next fetch asks for: the partition's leader epoch, its log end (the
     /// fetch offset), the epoch of its last batch and its log start. `None` while it leads.
     pub fn follower_position(&self) -> Option<FollowerPosition> {

@@ -271,6 +271,11 @@ impl PartitionState {
         true
     }
 
+    /// A follower truncated its log to `log_end`: it holds no more than that as replicated.
+    pub fn on_truncate(&mut self, log_end: i64) {
+        self.high_watermark = self.high_watermark.min(log_end);
+    }
+
     /// The offsets clients see. The high watermark is never above the log end (a follower that
     /// truncated) nor below the log start (records deleted below it).
     pub fn offsets(&self, log_start: i64, log_end: i64) -> Offsets {
