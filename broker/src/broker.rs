@@ -103,7 +103,11 @@ impl Broker {
             );
             fs::write(&meta_path, text).map_err(|e| Error::io(&meta_path, e))?;
         }
-        let metadata = Metadata::open(&config.log_dir, clean)?;
+        let voter = crate::quorum::VoterEndpoint {
+            host: endpoint.host.clone(),
+            port: endpoint.port as u16,
+        };
+        let metadata = Metadata::open(&config.log_dir, clean, config.node_id, voter).await?;
         let groups = GroupCoordinator::new(&config, replicas.clone());
         let broker = Arc::new(Broker {
             cluster_id,

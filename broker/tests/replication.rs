@@ -146,11 +146,16 @@ fn seed(dir: &Path, records: &[MetadataRecord]) -> TestResult {
     Ok(())
 }
 
-/// What the controller would publish, written into a stopped node's metadata log.
-fn append_metadata(dir: &Path, records: &[MetadataRecord]) -> TestResult {
-    let (mut log, _) = MetadataLog::open(dir, false)?;
-    log.append(records)?;
-    log.close()?;
+/// What the controller would publish, committed to a stopped node's metadata quorum.
+async fn append_metadata(dir: &Path, node_id: i32, records: &[MetadataRecord]) -> TestResult {
+    let endpoint = fjord_broker::quorum::VoterEndpoint {
+        host: "127.0.0.1".into(),
+        port: 9093,
+    };
+    let m = fjord_broker::metadata::Metadata::open(dir, false, node_id, endpoint).await?;
+    let records = records.to_vec();
+    m.commit(|_| Ok::<_, anyhow::Error>(records)).await??;
+    m.close().await?;
     Ok(())
 }
 
@@ -378,8 +383,8 @@ async fn a_follower_truncates_a_tail_the_new_leader_never_had() -> TestResult {
         port: l2[0].local_addr()?.port() as i32,
         rack: None,
     };
-    append_metadata(d2.path(), std::slice::from_ref(&moved))?;
-    append_metadata(d1.path(), &[moved, node2_at])?;
+    append_metadata(d2.path(), 2, std::slice::from_ref(&moved)).await?;
+    append_metadata(d1.path(), 1, &[moved, node2_at]).await?;
     let node2 = start(c2, l2).await?;
     let mut c = node2.client().await?;
     let (err, base) = produce_with(&mut c, &t, &[("k", "new")], 1, 1000).await?;

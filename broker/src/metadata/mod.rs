@@ -1,24 +1,22 @@
 //! Cluster metadata: an ordered log of [`MetadataRecord`]s applied to a [`MetadataImage`].
 //!
 //! Writers go through [`Metadata::commit`], which computes records from the current image under
-//! one lock (so two CreateTopics for one name cannot both pass the existence check), appends them
-//! durably as one atomic entry, and then publishes a new image. Readers take an `Arc` snapshot of
-//! the image and never block writers.
+//! one lock (so two CreateTopics for one name cannot both pass the existence check), commits them
+//! through the metadata quorum ([`crate::quorum`]) as one atomic entry, and returns the image
+//! they produced. Readers take an `Arc` snapshot of the image and never block writers.
 //!
-//! The log is the internal partition `__cluster_metadata-0` in the broker's log directory, one
-//! record batch per commit, each record's value a JSON-encoded `MetadataRecord`. On a single
-//! node this log is the quorum (one voter); the Raft quorum replaces [`MetadataLog`]'s append
-//! with a replicated one and keeps everything above it.
+//! [`MetadataLog`] is the single-node log from before the quorum (one batch of JSON-encoded
+//! records per commit in `__cluster_metadata-0`); it is read once, to migrate such a directory.
 
 pub mod image;
 pub mod topics;
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use kafka_protocol::records::RecordBatchDecoder;
-use parking_lot::RwLock;
 
 pub use image::{MetadataImage, MetadataRecord, ResourceType};
 
@@ -26,6 +24,7 @@ use crate::config::TopicConfig;
 use crate::error::{Error, Result};
 use crate::log::batch::{build_batch, validate_record_set};
 use crate::log::{now_ms, PartitionLog, Recovery};
+use crate::quorum::{CommitOutcome, Published, Quorum, Settings, VoterEndpoint};
 
 pub const METADATA_DIR: &str = "__cluster_metadata-0";
 
@@ -130,62 +129,105 @@ impl MetadataLog {
     }
 }
 
-/// The metadata image plus the log that makes it durable.
+/// The metadata image and the quorum that makes it durable. A node with no
+/// `controller.quorum.voters` is a quorum of one: itself.
 pub struct Metadata {
-    image: RwLock<Arc<MetadataImage>>,
-    log: tokio::sync::Mutex<MetadataLog>,
+    quorum: Quorum,
+    images: tokio::sync::watch::Receiver<Published>,
+    /// One planner at a time on this node: a plan reads the image it will be applied to.
+    planning: tokio::sync::Mutex<()>,
 }
 
 impl Metadata {
-    pub fn open(log_dir: &Path, clean: bool) -> Result<Self> {
-        let (log, records) = MetadataLog::open(log_dir, clean)?;
-        let mut image = MetadataImage::default();
-        for r in &records {
-            image.apply(r);
+    /// Starts this node's voter of the metadata quorum in `log_dir/__cluster_metadata-0`. A
+    /// directory written before the quorum existed (the single-node log, no `quorum-state`) is
+    /// migrated: its records become the quorum's first entry, and the old directory is kept
+    /// beside it as `__cluster_metadata-0.<id>-legacy`.
+    pub async fn open(
+        log_dir: &Path,
+        clean: bool,
+        node_id: i32,
+        endpoint: VoterEndpoint,
+    ) -> Result<Self> {
+        let dir = log_dir.join(METADATA_DIR);
+        let legacy = if dir.exists() && !Quorum::is_formatted(&dir) {
+            let (mut log, records) = MetadataLog::open(log_dir, clean)?;
+            log.close()?;
+            let aside = log_dir.join(crate::replica::aside_name(
+                "__cluster_metadata",
+                0,
+                "-legacy",
+            ));
+            std::fs::rename(&dir, &aside).map_err(|e| Error::io(&dir, e))?;
+            tracing::info!(records = records.len(), kept_at = %aside.display(), "migrating the single-node metadata log to the quorum");
+            Some(records)
+        } else {
+            None
+        };
+        let voters = BTreeMap::from([(node_id as u64, endpoint)]);
+        let quorum = Quorum::start(node_id as u64, &voters, &dir, Settings::single_voter()).await?;
+        quorum
+            .wait_until_leading(std::time::Duration::from_secs(30))
+            .await?;
+        let images = quorum.images();
+        let metadata = Metadata {
+            quorum,
+            images,
+            planning: tokio::sync::Mutex::new(()),
+        };
+        if let Some(records) = legacy.filter(|r| !r.is_empty()) {
+            metadata.commit(|_| Ok::<_, Error>(records)).await??;
         }
+        let image = metadata.image();
         tracing::info!(
-            records = records.len(),
             topics = image.topics.len(),
-            "metadata log replayed"
+            version = metadata.images.borrow().version,
+            "metadata quorum started"
         );
-        Ok(Metadata {
-            image: RwLock::new(Arc::new(image)),
-            log: tokio::sync::Mutex::new(log),
-        })
+        Ok(metadata)
     }
 
     /// A consistent snapshot of the current image.
     pub fn image(&self) -> Arc<MetadataImage> {
-        self.image.read().clone()
+        self.images.borrow().image.clone()
     }
 
-    /// Computes records from the current image with `plan`, commits them, and publishes the new
-    /// image. `plan` may refuse with its own error, in which case nothing is written.
+    /// Computes records from the current image with `plan`, commits them through the quorum,
+    /// and returns the image they produced. `plan` may refuse with its own error, in which case
+    /// nothing is written.
     pub async fn commit<E>(
         &self,
         plan: impl FnOnce(&MetadataImage) -> std::result::Result<Vec<MetadataRecord>, E>,
     ) -> Result<std::result::Result<Arc<MetadataImage>, E>> {
-        let mut log = self.log.lock().await;
-        let current = self.image();
-        let records = match plan(&current) {
+        let _one_planner = self.planning.lock().await;
+        let mut images = self.images.clone();
+        let current = images.borrow_and_update().clone();
+        let records = match plan(&current.image) {
             Ok(r) => r,
             Err(e) => return Ok(Err(e)),
         };
         if records.is_empty() {
-            return Ok(Ok(current));
+            return Ok(Ok(current.image));
         }
-        log.append(&records)?;
-        let mut next = (*current).clone();
-        for r in &records {
-            next.apply(r);
-        }
-        let next = Arc::new(next);
-        *self.image.write() = next.clone();
-        Ok(Ok(next))
+        let version = match self.quorum.write(current.version, records).await? {
+            CommitOutcome::Applied { version } => version,
+            // Only this node plans, one plan at a time: another version under it is a bug.
+            other => {
+                return Err(Error::Metadata(format!(
+                    "the quorum did not apply a plan made at version {}: {other:?}",
+                    current.version
+                )))
+            }
+        };
+        let published = images
+            .wait_for(|p| p.version >= version)
+            .await
+            .map_err(|_| Error::Metadata("the metadata quorum stopped".into()))?;
+        Ok(Ok(published.image.clone()))
     }
 
     pub async fn close(&self) -> Result<()> {
-        self.log.lock().await.close()
+        self.quorum.shutdown().await
     }
 }
 
@@ -194,12 +236,21 @@ mod tests {
     use super::*;
     use uuid::Uuid;
 
+    fn endpoint() -> VoterEndpoint {
+        VoterEndpoint {
+            host: "127.0.0.1".into(),
+            port: 9093,
+        }
+    }
+
     #[tokio::test]
     async fn committed_records_survive_reopening() {
         let dir = tempfile::tempdir().unwrap();
         let id = Uuid::new_v4();
         {
-            let m = Metadata::open(dir.path(), true).unwrap();
+            let m = Metadata::open(dir.path(), true, 1, endpoint())
+                .await
+                .unwrap();
             m.commit(|_| {
                 Ok::<_, ()>(vec![MetadataRecord::Topic {
                     name: "orders".into(),
@@ -214,10 +265,43 @@ mod tests {
                 .await
                 .unwrap();
             assert!(refused.is_err());
-            // No close: a crash after commit must not lose the record.
+            // The commit is durable when it returns; stopping the quorum writes nothing more.
+            m.close().await.unwrap();
         }
-        let m = Metadata::open(dir.path(), false).unwrap();
+        let m = Metadata::open(dir.path(), false, 1, endpoint())
+            .await
+            .unwrap();
         assert_eq!(m.image().topics["orders"].id, id);
         assert_eq!(m.image().applied, 1);
+    }
+
+    /// A log directory from before the quorum: its records become the quorum's first entry,
+    /// once, and the old log is kept beside the new one.
+    #[tokio::test]
+    async fn a_single_node_log_is_migrated_to_the_quorum_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = Uuid::new_v4();
+        let (mut legacy, _) = MetadataLog::open(dir.path(), false).unwrap();
+        legacy
+            .append(&[MetadataRecord::Topic {
+                name: "old".into(),
+                topic_id: id,
+            }])
+            .unwrap();
+        legacy.close().unwrap();
+        for _ in 0..2 {
+            let m = Metadata::open(dir.path(), false, 1, endpoint())
+                .await
+                .unwrap();
+            assert_eq!(m.image().topics["old"].id, id);
+            assert_eq!(m.image().topics.len(), 1);
+            m.close().await.unwrap();
+        }
+        let kept: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|n| n.ends_with("-legacy"))
+            .collect();
+        assert_eq!(kept.len(), 1, "{kept:?}");
     }
 }

@@ -1,5 +1,7 @@
-//! The metadata quorum: Fjord's Raft on openraft 0.9, not yet wired into the broker (issue 8,
-//! step 1; single-node Fjord still commits through [`crate::metadata::MetadataLog`]).
+//! The metadata quorum: Fjord's Raft on openraft 0.9. [`crate::metadata::Metadata`] runs on it
+//! (a single node is a quorum of one voter); several voters from `controller.quorum.voters`
+//! are the next step ([`crate::metadata::MetadataLog`] is now only read, to migrate a log
+//! directory from before the quorum).
 //!
 //! [`Quorum`] is one voter. Inside: `types` declares the Raft types and the replicated
 //! `MetadataCommand`; `codec` encodes entries as record batches and the quorum's files;
@@ -50,6 +52,18 @@ pub struct Settings {
     /// Entries kept in the log behind a snapshot, so that a follower a little behind gets
     /// entries rather than a whole snapshot (never 0: openraft#1828).
     pub entries_kept_after_snapshot: u64,
+}
+
+impl Settings {
+    /// A quorum of one: nobody to split a vote with, so it elects itself quickly after a
+    /// restart instead of waiting a multi-voter election timeout.
+    pub fn single_voter() -> Self {
+        Settings {
+            heartbeat_ms: 50,
+            election_base_ms: 150,
+            ..Settings::default()
+        }
+    }
 }
 
 impl Default for Settings {
@@ -144,6 +158,32 @@ impl Quorum {
             }
         }
         Ok(Quorum { raft, images })
+    }
+
+    /// Whether `dir` holds a quorum's log (a `quorum-state` file), rather than nothing or the
+    /// single-node log that came before the quorum.
+    pub fn is_formatted(dir: &Path) -> bool {
+        dir.join(storage::STATE_FILE).exists()
+    }
+
+    /// Waits until this voter leads and has applied its whole log (a restarted single voter
+    /// re-commits what it wrote before it serves an image). Up to `timeout`.
+    pub async fn wait_until_leading(&self, timeout: std::time::Duration) -> Result<()> {
+        self.raft
+            .wait(Some(timeout))
+            .metrics(
+                |m| {
+                    m.state.is_leader()
+                        && m.last_log_index.is_some()
+                        && m.last_applied.map(|l| l.index) == m.last_log_index
+                },
+                "leading, with the whole log applied",
+            )
+            .await
+            .map(|_| ())
+            .map_err(|e| {
+                Error::Metadata(format!("the metadata quorum did not elect this node: {e}"))
+            })
     }
 
     /// Images as this voter applies them.

@@ -29,6 +29,39 @@ use crate::log::{now_ms, BatchHeader, PartitionLog, Recovery};
 use crate::metadata::MetadataLog;
 
 pub const STATE_FILE: &str = "quorum-state";
+const LOCK_FILE: &str = ".lock";
+
+/// Takes an exclusive `flock` on `dir/.lock`, waiting up to five seconds for a previous owner
+/// to let go. Two Raft logs on one directory would corrupt it: a second process started on the
+/// same log directory, or (in tests) a new broker in the directory of one whose Raft core is
+/// still stopping, as Kafka's log directory `.lock` prevents.
+fn lock_dir(dir: &Path) -> crate::Result<fs::File> {
+    use rustix::fs::{flock, FlockOperation};
+    let path = dir.join(LOCK_FILE);
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| crate::Error::io(&path, e))?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        match flock(&file, FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => return Ok(file),
+            Err(e)
+                if e == rustix::io::Errno::WOULDBLOCK && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err(e) => {
+                return Err(crate::Error::Metadata(format!(
+                    "{}: the metadata log is in use by another process ({e})",
+                    path.display()
+                )))
+            }
+        }
+    }
+}
 
 /// A reply to one read holds about this much, and at least one entry: it bounds the size
 /// of an AppendEntries frame.
@@ -41,6 +74,9 @@ pub struct LogStore {
 }
 
 struct Disk {
+    /// An exclusive lock on the directory for as long as this log is open (see
+    /// [`lock_dir`]); dropped with the log when the Raft core stops.
+    _lock: fs::File,
     dir: PathBuf,
     log: PartitionLog,
     state: QuorumState,
@@ -71,6 +107,7 @@ impl LogStore {
     /// Opens (or creates) the log in `dir`. Blocking: call it before the Raft starts.
     pub fn open(dir: &Path) -> crate::Result<Self> {
         fs::create_dir_all(dir).map_err(|e| crate::Error::io(dir, e))?;
+        let lock = lock_dir(dir)?;
         let path = dir.join(STATE_FILE);
         let state = match fs::read(&path) {
             Ok(bytes) => {
@@ -106,8 +143,27 @@ impl LogStore {
             }
         }
         let last = last_in_log(&log)?;
+        // Entries are fsynced before they count as committed, so a log that ends before its
+        // commit index lost committed entries to damage (recovery cut them as a torn tail):
+        // stop, naming the file, rather than let the quorum run without them.
+        if let Some(committed) = state.committed {
+            let end = last.map(|l| l.index).or(state.purged.map(|p| p.index));
+            if end.is_none_or(|e| e < committed.index) {
+                return Err(crate::Error::SegmentCorrupt {
+                    path: dir.to_path_buf(),
+                    position: log.size_bytes(),
+                    reason: format!(
+                        "the metadata log ends at index {end:?}, before its committed index {}: \
+                         committed entries are missing (restore the directory, or replace this \
+                         voter's log from the others)",
+                        committed.index
+                    ),
+                });
+            }
+        }
         Ok(LogStore {
             disk: Arc::new(Mutex::new(Disk {
+                _lock: lock,
                 dir: dir.to_path_buf(),
                 log,
                 state,
@@ -457,14 +513,21 @@ mod tests {
             .await
             .unwrap();
         append(&cached, entries(9, 1400..1450));
-        let mut files = LogStore::open(dir.path()).unwrap();
-        for (start, end) in [(0, 10), (400, 480), (470, 1450), (1440, 2000), (1449, 1450)] {
+        let ranges = [(0, 10), (400, 480), (470, 1450), (1440, 2000), (1449, 1450)];
+        let mut from_cache = Vec::new();
+        for (start, end) in ranges {
             let a = cached.try_get_log_entries(start..end).await.unwrap();
-            let b = files.try_get_log_entries(start..end).await.unwrap();
-            assert_eq!(format!("{a:?}"), format!("{b:?}"), "{start}..{end}");
             assert_eq!(a.len() as u64, end.min(1450) - start);
+            from_cache.push(format!("{a:?}"));
         }
-        assert!(cached
+        // One open log per directory (its lock): reopened, it reads from the files.
+        drop(cached);
+        let mut files = LogStore::open(dir.path()).unwrap();
+        for ((start, end), a) in ranges.into_iter().zip(from_cache) {
+            let b = files.try_get_log_entries(start..end).await.unwrap();
+            assert_eq!(a, format!("{b:?}"), "{start}..{end}");
+        }
+        assert!(files
             .try_get_log_entries(2000..3000)
             .await
             .unwrap()
