@@ -28,7 +28,7 @@ pub struct Broker {
     pub config: BrokerConfig,
     pub cluster_id: String,
     pub endpoint: Endpoint,
-    pub metadata: Metadata,
+    pub metadata: Arc<Metadata>,
     pub replicas: Arc<ReplicaManager>,
     pub groups: GroupCoordinator,
     pub metrics: Metrics,
@@ -68,8 +68,13 @@ fn new_cluster_id() -> String {
 }
 
 impl Broker {
-    /// Opens storage and metadata. `endpoint` is what clients are told to connect to.
-    pub async fn start(config: BrokerConfig, endpoint: Endpoint) -> Result<Arc<Self>> {
+    /// Opens storage and joins the metadata quorum `metadata` (started by the caller, so that
+    /// its peers can reach it first). `endpoint` is what clients are told to connect to.
+    pub async fn start(
+        config: BrokerConfig,
+        endpoint: Endpoint,
+        metadata: Arc<Metadata>,
+    ) -> Result<Arc<Self>> {
         let replicas = Arc::new(ReplicaManager::new(&config)?);
         let clean = replicas.clean_start();
         let meta_path = config.log_dir.join("meta.properties");
@@ -103,11 +108,7 @@ impl Broker {
             );
             fs::write(&meta_path, text).map_err(|e| Error::io(&meta_path, e))?;
         }
-        let voter = crate::quorum::VoterEndpoint {
-            host: endpoint.host.clone(),
-            port: endpoint.port as u16,
-        };
-        let metadata = Metadata::open(&config.log_dir, clean, config.node_id, voter).await?;
+        metadata.wait_ready().await?;
         let groups = GroupCoordinator::new(&config, replicas.clone());
         let broker = Arc::new(Broker {
             cluster_id,
@@ -140,10 +141,12 @@ impl Broker {
             })
             .await?
             .map_err(|r| Error::Metadata(r.message))?;
-        let image = broker.metadata.image();
+        let latest = broker.metadata.latest();
+        let image = latest.image.clone();
         let strays = broker.replicas.set_aside_strays(&image)?;
         broker.replicas.sync(&image)?;
         let loaded = broker.groups.sync_leadership(&image)?;
+        broker.metadata.mark_applied(latest.version, image);
         tracing::info!(
             cluster_id = %broker.cluster_id,
             node_id,
@@ -165,7 +168,7 @@ impl Broker {
     /// Commits metadata records planned from the image and applies them to local replicas.
     pub async fn commit_metadata(
         &self,
-        plan: impl FnOnce(&MetadataImage) -> std::result::Result<Vec<MetadataRecord>, Refusal>,
+        plan: impl FnMut(&MetadataImage) -> std::result::Result<Vec<MetadataRecord>, Refusal>,
     ) -> std::result::Result<Arc<MetadataImage>, Refusal> {
         if self.replicas.dir_health.is_offline() {
             return Err(Refusal::new(
@@ -173,10 +176,10 @@ impl Broker {
                 "the log directory is offline after an I/O error",
             ));
         }
-        let image = match self.metadata.commit(plan).await {
-            Ok(Ok(img)) => img,
+        let (version, image) = match self.metadata.commit_at(plan).await {
+            Ok(Ok(committed)) => committed,
             Ok(Err(refusal)) => return Err(refusal),
-            Err(e) => {
+            Err(e) if e.is_storage_failure() => {
                 // The metadata log shares the log directory: a failed write (or fsync) takes it
                 // offline, and no later commit is planned from an image the log no longer
                 // matches.
@@ -184,6 +187,15 @@ impl Broker {
                 tracing::error!(error = %e, "metadata commit failed");
                 return Err(Refusal::new(
                     kafka_protocol::error::ResponseError::KafkaStorageError,
+                    e.to_string(),
+                ));
+            }
+            Err(e) => {
+                // No quorum leader took it (an election, a partitioned voter): retriable, as
+                // Kafka's NOT_CONTROLLER is for admin clients.
+                tracing::warn!(error = %e, "metadata commit failed");
+                return Err(Refusal::new(
+                    kafka_protocol::error::ResponseError::NotController,
                     e.to_string(),
                 ));
             }
@@ -202,7 +214,35 @@ impl Broker {
                 e.to_string(),
             ));
         }
+        self.metadata.mark_applied(version, image.clone());
         Ok(image)
+    }
+
+    /// Applies every image the quorum publishes, in order, to the local replicas and the group
+    /// coordinator: writes made on other nodes reach this one only this way. (A commit made
+    /// here also applies its image itself before it answers, so that CreateTopics answers
+    /// once the partitions exist; applying an image twice changes nothing.)
+    pub async fn apply_published_images(self: Arc<Self>) {
+        let mut images = self.metadata.subscribe();
+        while images.changed().await.is_ok() {
+            let published = images.borrow_and_update().clone();
+            let broker = self.clone();
+            let image = published.image.clone();
+            let applied = tokio::task::spawn_blocking(move || {
+                broker.replicas.sync(&image)?;
+                broker.groups.sync_leadership(&image).map(|_| ())
+            })
+            .await;
+            // Handlers read it from now on, even if a partition failed to open (it is logged,
+            // and retried with the next image).
+            self.metadata
+                .mark_applied(published.version, published.image);
+            match applied {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::error!(error = %e, "applying a metadata image failed"),
+                Err(e) => tracing::error!(error = %e, "the metadata apply task failed"),
+            }
+        }
     }
 
     /// Creates a topic with broker defaults because a client asked for it in Metadata or

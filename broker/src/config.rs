@@ -359,6 +359,10 @@ pub struct BrokerConfig {
     pub group_consumer_max_size: i32,
     pub metrics_listener: Option<String>,
     pub replica_fetch: ReplicaFetchSettings,
+    /// `controller.quorum.voters`; empty for a node that is a quorum of one (itself).
+    pub voters: BTreeMap<u64, crate::quorum::VoterEndpoint>,
+    /// The `listeners` named in `controller.listener.names`: where other voters reach this one.
+    pub controller_listeners: Vec<Listener>,
 }
 
 /// How follower replicas fetch from their leaders (`replica.fetch.*`).
@@ -450,17 +454,21 @@ impl BrokerConfig {
                 "only `broker,controller` (a single combined node) is supported so far",
             ));
         }
-        if let Some(voters) = raw.get("controller.quorum.voters") {
-            let others = voters
-                .split(',')
-                .filter(|v| !v.trim().starts_with(&format!("{node_id}@")))
-                .count();
-            if others > 0 {
+        let voters = match raw.get("controller.quorum.voters") {
+            Some(v) => crate::quorum::bootstrap::parse_voters(v)?,
+            None if raw.contains_key("controller.quorum.bootstrap.servers") => {
                 return Err(Error::config(
-                    "controller.quorum.voters",
-                    "a multi-node quorum is not supported yet; list only this node",
-                ));
+                    "controller.quorum.bootstrap.servers",
+                    "a dynamic quorum (KIP-853) is not supported; list the voters in controller.quorum.voters",
+                ))
             }
+            None => BTreeMap::new(),
+        };
+        if !voters.is_empty() && !voters.contains_key(&(node_id as u64)) {
+            return Err(Error::config(
+                "controller.quorum.voters",
+                format!("node {node_id} is not one of the voters; broker-only nodes are not supported yet"),
+            ));
         }
         let protocol_map = get("listener.security.protocol.map").unwrap_or_default();
         let mut protocols = BTreeMap::new();
@@ -474,13 +482,23 @@ impl BrokerConfig {
             protocols.insert(name.trim().to_string(), proto.trim().to_string());
         }
         let controller_names = get("controller.listener.names").unwrap_or_default();
+        let is_controller = |l: &Listener| controller_names.split(',').any(|c| c.trim() == l.name);
+        let mut controller_listeners = Vec::new();
+        if let Some(text) = get("listeners") {
+            for item in text.split(',').filter(|s| !s.trim().is_empty()) {
+                let l = Listener::parse("listeners", item.trim())?;
+                if is_controller(&l) {
+                    controller_listeners.push(l);
+                }
+            }
+        }
         let parse_listeners = |k: &str| -> Result<Vec<Listener>> {
             let mut out = Vec::new();
             if let Some(text) = get(k) {
                 for item in text.split(',').filter(|s| !s.trim().is_empty()) {
                     let l = Listener::parse(k, item.trim())?;
-                    if controller_names.split(',').any(|c| c.trim() == l.name) {
-                        continue; // The controller runs in-process on a single node.
+                    if is_controller(&l) {
+                        continue; // Quorum RPCs, not clients (`controller_listeners`).
                     }
                     let proto = protocols
                         .get(&l.name)
@@ -508,6 +526,12 @@ impl BrokerConfig {
             ));
         }
         let advertised_listeners = parse_listeners("advertised.listeners")?;
+        if voters.len() > 1 && controller_listeners.is_empty() {
+            return Err(Error::config(
+                "controller.listener.names",
+                "other voters reach this one on a controller listener: name one of `listeners` here",
+            ));
+        }
 
         let log_dir = match raw.get("log.dirs") {
             Some(dirs) => {
@@ -541,6 +565,8 @@ impl BrokerConfig {
             log_dir,
             num_partitions: positive("num.partitions", 1)? as i32,
             default_replication_factor: positive("default.replication.factor", 1)? as i16,
+            voters,
+            controller_listeners,
             replica_fetch: ReplicaFetchSettings {
                 wait_max_ms: positive("replica.fetch.wait.max.ms", 0)? as i32,
                 min_bytes: positive("replica.fetch.min.bytes", 1)? as i32,
@@ -574,7 +600,7 @@ impl BrokerConfig {
             metrics_listener,
             raw,
         };
-        if cfg.default_replication_factor != 1 {
+        if cfg.voters.len() <= 1 && cfg.default_replication_factor != 1 {
             return Err(Error::config(
                 "default.replication.factor",
                 "a single node can only hold replication factor 1",

@@ -27,8 +27,18 @@ use crate::log::FileSlice;
 /// (IPv6 dual-stack where available, so both `127.0.0.1` and `::1` reach it); `localhost`
 /// binds both loopback addresses, because librdkafka tries `::1` first.
 pub async fn bind(config: &BrokerConfig) -> Result<Vec<TcpListener>> {
+    bind_each(&config.listeners).await
+}
+
+/// Binds the controller listeners (`controller.listener.names`), where other voters send
+/// quorum RPCs.
+pub async fn bind_controllers(config: &BrokerConfig) -> Result<Vec<TcpListener>> {
+    bind_each(&config.controller_listeners).await
+}
+
+async fn bind_each(listeners: &[crate::config::Listener]) -> Result<Vec<TcpListener>> {
     let mut out = Vec::new();
-    for l in &config.listeners {
+    for l in listeners {
         let addrs: Vec<String> = match l.host.as_str() {
             "" | "0.0.0.0" | "::" => {
                 vec![format!("[::]:{}", l.port), format!("0.0.0.0:{}", l.port)]
@@ -109,13 +119,37 @@ pub async fn run(
     config: BrokerConfig,
     shutdown: impl Future,
 ) -> Result<()> {
+    let controllers = bind_controllers(&config).await?;
+    run_with(listeners, controllers, config, shutdown).await
+}
+
+/// [`run`] on already-bound controller listeners too (tests bind port 0 and name the ports in
+/// `controller.quorum.voters`).
+pub async fn run_with(
+    listeners: Vec<TcpListener>,
+    controllers: Vec<TcpListener>,
+    config: BrokerConfig,
+    shutdown: impl Future,
+) -> Result<()> {
     let endpoint = advertised_endpoint(&config, &listeners)?;
-    let broker = Broker::start(config, endpoint).await?;
     let mut tasks = JoinSet::new();
+    // The quorum starts first and its controller listeners serve it at once: a voter's first
+    // image comes from its peers, which must reach it before this broker can start.
+    let metadata = Arc::new(crate::metadata::Metadata::start(&config, &endpoint).await?);
+    for l in controllers {
+        tracing::info!(addr = %l.local_addr()?, "listening for the metadata quorum");
+        tasks.spawn(quorum_accept_loop(
+            l,
+            metadata.clone(),
+            config.socket_request_max_bytes,
+        ));
+    }
+    let broker = Broker::start(config, endpoint, metadata).await?;
     for l in listeners {
         tracing::info!(addr = %l.local_addr()?, "listening for Kafka clients");
         tasks.spawn(accept_loop(l, broker.clone()));
     }
+    tasks.spawn(broker.clone().apply_published_images());
     if let Some(addr) = &broker.config.metrics_listener {
         match crate::metrics::bind(addr).await {
             Ok(l) => {
@@ -156,6 +190,63 @@ async fn accept_loop(listener: TcpListener, broker: Arc<Broker>) {
                 }
             },
             Some(_) = connections.join_next() => {}
+        }
+    }
+}
+
+/// Serves quorum RPCs from other voters on a controller listener: one request at a time per
+/// connection, as the peers send them. Anything else closes the connection (Kafka APIs on the
+/// controller listener, for `kafka-metadata-quorum.sh --bootstrap-controller`, come later).
+async fn quorum_accept_loop(
+    listener: TcpListener,
+    metadata: Arc<crate::metadata::Metadata>,
+    max: usize,
+) {
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    connections.spawn(serve_quorum_connection(stream, peer, metadata.clone(), max));
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            Some(_) = connections.join_next() => {}
+        }
+    }
+}
+
+#[tracing::instrument(name = "quorum_connection", skip_all, fields(peer = %peer))]
+async fn serve_quorum_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    metadata: Arc<crate::metadata::Metadata>,
+    max: usize,
+) {
+    let (rd, wr) = stream.into_split();
+    let mut reader = BufReader::with_capacity(64 * 1024, rd);
+    let mut writer = BufWriter::with_capacity(64 * 1024, wr);
+    while let Some(frame) = read_frame(&mut reader, max).await {
+        let response = match metadata.serve_raft(&frame).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(error = %e, "closing a quorum connection: bad request");
+                return;
+            }
+        };
+        let len = (response.len() as i32).to_be_bytes();
+        let written = async {
+            writer.write_all(&len).await?;
+            writer.write_all(&response).await?;
+            writer.flush().await
+        };
+        if let Err(e) = written.await {
+            tracing::debug!(error = %e, "quorum connection closed while writing");
+            return;
         }
     }
 }

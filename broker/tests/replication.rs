@@ -152,9 +152,10 @@ async fn append_metadata(dir: &Path, node_id: i32, records: &[MetadataRecord]) -
         host: "127.0.0.1".into(),
         port: 9093,
     };
-    let m = fjord_broker::metadata::Metadata::open(dir, false, node_id, endpoint).await?;
-    let records = records.to_vec();
-    m.commit(|_| Ok::<_, anyhow::Error>(records)).await??;
+    let voters = BTreeMap::from([(node_id as u64, endpoint)]);
+    let m = fjord_broker::metadata::Metadata::open(dir, false, node_id, &voters).await?;
+    m.commit(|_| Ok::<_, anyhow::Error>(records.to_vec()))
+        .await??;
     m.close().await?;
     Ok(())
 }

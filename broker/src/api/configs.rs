@@ -322,7 +322,7 @@ async fn apply(
     resource_type: i8,
     name: &str,
     validate_only: bool,
-    changes: impl FnOnce(&MetadataImage, ResourceType) -> Result<Vec<Change>, Refusal>,
+    mut changes: impl FnMut(&MetadataImage, ResourceType) -> Result<Vec<Change>, Refusal>,
 ) -> Result<(), Refusal> {
     let node = broker.config.node_id;
     if validate_only {

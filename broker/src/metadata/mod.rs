@@ -20,7 +20,7 @@ use kafka_protocol::records::RecordBatchDecoder;
 
 pub use image::{MetadataImage, MetadataRecord, ResourceType};
 
-use crate::config::TopicConfig;
+use crate::config::{BrokerConfig, TopicConfig};
 use crate::error::{Error, Result};
 use crate::log::batch::{build_batch, validate_record_set};
 use crate::log::{now_ms, PartitionLog, Recovery};
@@ -129,6 +129,11 @@ impl MetadataLog {
     }
 }
 
+/// Plans retried after conflicts before a commit gives up.
+const PLAN_ATTEMPTS: usize = 5;
+/// How long a commit waits for this node to apply what the leader applied.
+const CATCH_UP: std::time::Duration = std::time::Duration::from_secs(15);
+
 /// The metadata image and the quorum that makes it durable. A node with no
 /// `controller.quorum.voters` is a quorum of one: itself.
 pub struct Metadata {
@@ -136,18 +141,57 @@ pub struct Metadata {
     images: tokio::sync::watch::Receiver<Published>,
     /// One planner at a time on this node: a plan reads the image it will be applied to.
     planning: tokio::sync::Mutex<()>,
+    /// Whether this node is the only voter (it then waits to lead before it serves).
+    alone: bool,
+    /// Records of a pre-quorum log, committed once the quorum has a leader.
+    migrating: parking_lot::Mutex<Option<Vec<MetadataRecord>>>,
+    /// The newest image this node's replicas and coordinators have applied, with its version:
+    /// what request handlers read, so a client never learns of a partition before this node
+    /// serves it.
+    applied: tokio::sync::watch::Sender<(u64, Arc<MetadataImage>)>,
 }
 
 impl Metadata {
-    /// Starts this node's voter of the metadata quorum in `log_dir/__cluster_metadata-0`. A
-    /// directory written before the quorum existed (the single-node log, no `quorum-state`) is
-    /// migrated: its records become the quorum's first entry, and the old directory is kept
-    /// beside it as `__cluster_metadata-0.<id>-legacy`.
+    /// Starts this node's voter as the broker configuration says: the voters of
+    /// `controller.quorum.voters`, or this node alone at `endpoint`. It does not wait for a
+    /// leader: see [`wait_ready`](Self::wait_ready).
+    pub async fn start(config: &BrokerConfig, endpoint: &crate::broker::Endpoint) -> Result<Self> {
+        let voters = if config.voters.is_empty() {
+            BTreeMap::from([(
+                config.node_id as u64,
+                VoterEndpoint {
+                    host: endpoint.host.clone(),
+                    port: endpoint.port as u16,
+                },
+            )])
+        } else {
+            config.voters.clone()
+        };
+        let clean = crate::replica::was_shut_down_cleanly(&config.log_dir);
+        Self::start_in(&config.log_dir, clean, config.node_id, &voters).await
+    }
+
+    /// [`start`](Self::start) and [`wait_ready`](Self::wait_ready) with explicit settings.
     pub async fn open(
         log_dir: &Path,
         clean: bool,
         node_id: i32,
-        endpoint: VoterEndpoint,
+        voters: &BTreeMap<u64, VoterEndpoint>,
+    ) -> Result<Self> {
+        let m = Self::start_in(log_dir, clean, node_id, voters).await?;
+        m.wait_ready().await?;
+        Ok(m)
+    }
+
+    /// Starts this node's voter of the metadata quorum in `log_dir/__cluster_metadata-0`. A
+    /// directory written before the quorum existed (the single-node log, no `quorum-state`) is
+    /// migrated: its records become the quorum's first entry, and the old directory is kept
+    /// beside it as `__cluster_metadata-0.<id>-legacy`.
+    async fn start_in(
+        log_dir: &Path,
+        clean: bool,
+        node_id: i32,
+        voters: &BTreeMap<u64, VoterEndpoint>,
     ) -> Result<Self> {
         let dir = log_dir.join(METADATA_DIR);
         let legacy = if dir.exists() && !Quorum::is_formatted(&dir) {
@@ -160,70 +204,160 @@ impl Metadata {
             ));
             std::fs::rename(&dir, &aside).map_err(|e| Error::io(&dir, e))?;
             tracing::info!(records = records.len(), kept_at = %aside.display(), "migrating the single-node metadata log to the quorum");
-            Some(records)
+            Some(records).filter(|r| !r.is_empty())
         } else {
             None
         };
-        let voters = BTreeMap::from([(node_id as u64, endpoint)]);
-        let quorum = Quorum::start(node_id as u64, &voters, &dir, Settings::single_voter()).await?;
-        quorum
-            .wait_until_leading(std::time::Duration::from_secs(30))
-            .await?;
+        let alone = voters.len() == 1;
+        let settings = if alone {
+            Settings::single_voter()
+        } else {
+            Settings::default()
+        };
+        let quorum = Quorum::start(node_id as u64, voters, &dir, settings).await?;
         let images = quorum.images();
-        let metadata = Metadata {
+        Ok(Metadata {
             quorum,
             images,
             planning: tokio::sync::Mutex::new(()),
-        };
-        if let Some(records) = legacy.filter(|r| !r.is_empty()) {
-            metadata.commit(|_| Ok::<_, Error>(records)).await??;
+            alone,
+            migrating: parking_lot::Mutex::new(legacy),
+            applied: tokio::sync::watch::Sender::new((0, Arc::new(MetadataImage::default()))),
+        })
+    }
+
+    /// Waits until the quorum has a leader and this node has applied its entries (a single
+    /// voter: until it leads), then commits the records of a migrated pre-quorum log.
+    pub async fn wait_ready(&self) -> Result<()> {
+        let wait = std::time::Duration::from_secs(60);
+        if self.alone {
+            self.quorum.wait_until_leading(wait).await?;
+        } else {
+            self.quorum.wait_for_leader(wait).await?;
         }
-        let image = metadata.image();
+        let migrating = self.migrating.lock().take();
+        if let Some(records) = migrating {
+            self.commit(|_| Ok::<_, Error>(records.clone())).await??;
+        }
         tracing::info!(
-            topics = image.topics.len(),
-            version = metadata.images.borrow().version,
-            "metadata quorum started"
+            topics = self.image().topics.len(),
+            version = self.images.borrow().version,
+            "metadata quorum ready"
         );
-        Ok(metadata)
+        Ok(())
     }
 
     /// A consistent snapshot of the current image.
+    ///
+    /// This is the image this node has applied (see [`mark_applied`](Self::mark_applied));
+    /// until the broker applies one, the quorum's latest.
     pub fn image(&self) -> Arc<MetadataImage> {
-        self.images.borrow().image.clone()
+        let applied = self.applied.borrow();
+        if applied.0 == 0 && self.images.borrow().version > 0 {
+            return self.images.borrow().image.clone();
+        }
+        applied.1.clone()
+    }
+
+    /// The quorum's latest image on this node, with its version (ahead of [`image`](Self::image)
+    /// until the broker has applied it).
+    pub fn latest(&self) -> Published {
+        self.images.borrow().clone()
+    }
+
+    /// Records that this node applied the image of `version`. Never moves back.
+    pub fn mark_applied(&self, version: u64, image: Arc<MetadataImage>) {
+        self.applied.send_if_modified(|current| {
+            if version > current.0 || (version == current.0 && current.0 == 0) {
+                *current = (version, image);
+                true
+            } else {
+                false
+            }
+        });
+    }
+
+    /// Waits until this node has applied the image of `version` (up to a timeout).
+    pub async fn wait_applied(&self, version: u64) -> Result<Arc<MetadataImage>> {
+        let mut applied = self.applied.subscribe();
+        let image = tokio::time::timeout(CATCH_UP, applied.wait_for(|a| a.0 >= version))
+            .await
+            .map_err(|_| {
+                Error::Metadata(format!(
+                    "this node did not apply metadata version {version} within {CATCH_UP:?}"
+                ))
+            })?
+            .map_err(|_| Error::Metadata("the metadata apply loop stopped".into()))?
+            .1
+            .clone();
+        Ok(image)
     }
 
     /// Computes records from the current image with `plan`, commits them through the quorum,
-    /// and returns the image they produced. `plan` may refuse with its own error, in which case
-    /// nothing is written.
+    /// and returns the image they produced (once this node has applied it). `plan` may refuse
+    /// with its own error, in which case nothing is written. A plan made on an image another
+    /// node's write has since changed is refused by the quorum (optimistic concurrency): this
+    /// node catches up and plans again, so `plan` may run more than once.
     pub async fn commit<E>(
         &self,
-        plan: impl FnOnce(&MetadataImage) -> std::result::Result<Vec<MetadataRecord>, E>,
+        plan: impl FnMut(&MetadataImage) -> std::result::Result<Vec<MetadataRecord>, E>,
     ) -> Result<std::result::Result<Arc<MetadataImage>, E>> {
+        Ok(self.commit_at(plan).await?.map(|(_, image)| image))
+    }
+
+    /// [`commit`](Self::commit), also returning the version of the image it produced.
+    pub async fn commit_at<E>(
+        &self,
+        mut plan: impl FnMut(&MetadataImage) -> std::result::Result<Vec<MetadataRecord>, E>,
+    ) -> Result<std::result::Result<(u64, Arc<MetadataImage>), E>> {
         let _one_planner = self.planning.lock().await;
         let mut images = self.images.clone();
-        let current = images.borrow_and_update().clone();
-        let records = match plan(&current.image) {
-            Ok(r) => r,
-            Err(e) => return Ok(Err(e)),
-        };
-        if records.is_empty() {
-            return Ok(Ok(current.image));
-        }
-        let version = match self.quorum.write(current.version, records).await? {
-            CommitOutcome::Applied { version } => version,
-            // Only this node plans, one plan at a time: another version under it is a bug.
-            other => {
-                return Err(Error::Metadata(format!(
-                    "the quorum did not apply a plan made at version {}: {other:?}",
-                    current.version
-                )))
+        for _ in 0..PLAN_ATTEMPTS {
+            let current = images.borrow_and_update().clone();
+            let records = match plan(&current.image) {
+                Ok(r) => r,
+                Err(e) => return Ok(Err(e)),
+            };
+            if records.is_empty() {
+                return Ok(Ok((current.version, current.image)));
             }
-        };
-        let published = images
-            .wait_for(|p| p.version >= version)
-            .await
-            .map_err(|_| Error::Metadata("the metadata quorum stopped".into()))?;
-        Ok(Ok(published.image.clone()))
+            let (version, applied) = match self.quorum.write(current.version, records).await? {
+                CommitOutcome::Applied { version } => (version, true),
+                CommitOutcome::Conflict { version } => (version, false),
+                CommitOutcome::NotData => {
+                    return Err(Error::Metadata(
+                        "the quorum answered a metadata write as a non-data entry".into(),
+                    ))
+                }
+            };
+            let caught_up =
+                tokio::time::timeout(CATCH_UP, images.wait_for(|p| p.version >= version))
+                    .await
+                    .map_err(|_| {
+                        Error::Metadata(format!(
+                        "this node did not apply metadata version {version} within {CATCH_UP:?}"
+                    ))
+                    })?
+                    .map_err(|_| Error::Metadata("the metadata quorum stopped".into()))?
+                    .image
+                    .clone();
+            if applied {
+                return Ok(Ok((version, caught_up)));
+            }
+        }
+        Err(Error::Metadata(format!(
+            "metadata kept changing under {PLAN_ATTEMPTS} plans in a row"
+        )))
+    }
+
+    /// The images this node applies, in order, as they are published.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<Published> {
+        self.images.clone()
+    }
+
+    /// Answers a quorum RPC frame from another voter.
+    pub async fn serve_raft(&self, frame: &[u8]) -> Result<Vec<u8>> {
+        self.quorum.serve(frame).await
     }
 
     pub async fn close(&self) -> Result<()> {
@@ -236,11 +370,14 @@ mod tests {
     use super::*;
     use uuid::Uuid;
 
-    fn endpoint() -> VoterEndpoint {
-        VoterEndpoint {
-            host: "127.0.0.1".into(),
-            port: 9093,
-        }
+    fn endpoint() -> BTreeMap<u64, VoterEndpoint> {
+        BTreeMap::from([(
+            1,
+            VoterEndpoint {
+                host: "127.0.0.1".into(),
+                port: 9093,
+            },
+        )])
     }
 
     #[tokio::test]
@@ -248,7 +385,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let id = Uuid::new_v4();
         {
-            let m = Metadata::open(dir.path(), true, 1, endpoint())
+            let m = Metadata::open(dir.path(), true, 1, &endpoint())
                 .await
                 .unwrap();
             m.commit(|_| {
@@ -268,7 +405,7 @@ mod tests {
             // The commit is durable when it returns; stopping the quorum writes nothing more.
             m.close().await.unwrap();
         }
-        let m = Metadata::open(dir.path(), false, 1, endpoint())
+        let m = Metadata::open(dir.path(), false, 1, &endpoint())
             .await
             .unwrap();
         assert_eq!(m.image().topics["orders"].id, id);
@@ -290,7 +427,7 @@ mod tests {
             .unwrap();
         legacy.close().unwrap();
         for _ in 0..2 {
-            let m = Metadata::open(dir.path(), false, 1, endpoint())
+            let m = Metadata::open(dir.path(), false, 1, &endpoint())
                 .await
                 .unwrap();
             assert_eq!(m.image().topics["old"].id, id);

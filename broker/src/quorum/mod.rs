@@ -102,9 +102,16 @@ pub struct QuorumStatus {
 
 /// One voter of the metadata quorum: its Raft, log store and state machine.
 pub struct Quorum {
+    node_id: u64,
     raft: Raft<QuorumTypes>,
     images: watch::Receiver<Published>,
+    /// The connection writes planned here are forwarded on, to the leader as last known.
+    forward: tokio::sync::Mutex<Option<network::PeerClient>>,
 }
+
+/// How long a write looks for a leader (an election, or a leader that is not yet known here)
+/// before it gives up with a retriable error.
+const WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
 
 impl Quorum {
     /// Starts voter `node_id` of `voters` on the log directory `dir` (`__cluster_metadata-0`).
@@ -139,7 +146,8 @@ impl Quorum {
         .validate()
         .map_err(|e| Error::config("controller.quorum.election.timeout.ms", e.to_string()))?;
         let fresh = !dir.join(storage::STATE_FILE).exists();
-        let log = LogStore::open(dir)?;
+        let lock = storage::lock_dir(dir).await?;
+        let log = LogStore::open_locked(dir, lock)?;
         let state_machine = StateMachine::open(dir)?;
         let images = state_machine.subscribe();
         let factory = PeerFactory { from: node_id };
@@ -157,7 +165,31 @@ impl Quorum {
                 }
             }
         }
-        Ok(Quorum { raft, images })
+        Ok(Quorum {
+            node_id,
+            raft,
+            images,
+            forward: tokio::sync::Mutex::new(None),
+        })
+    }
+
+    /// Answers one quorum RPC frame from a peer (see [`network::serve`]).
+    pub async fn serve(&self, frame: &[u8]) -> Result<Vec<u8>> {
+        network::serve(&self.raft, frame).await
+    }
+
+    /// Waits until some voter leads and this one has applied entries, so that its image is
+    /// the quorum's (up to `timeout`).
+    pub async fn wait_for_leader(&self, timeout: std::time::Duration) -> Result<()> {
+        self.raft
+            .wait(Some(timeout))
+            .metrics(
+                |m| m.current_leader.is_some() && m.last_applied.is_some(),
+                "a leader, and entries applied",
+            )
+            .await
+            .map(|_| ())
+            .map_err(|e| Error::Metadata(format!("the metadata quorum has no leader: {e}")))
     }
 
     /// Whether `dir` holds a quorum's log (a `quorum-state` file), rather than nothing or the
@@ -204,8 +236,10 @@ impl Quorum {
         }
     }
 
-    /// Commits `records`, planned on image version `planned_at`, and returns once this leader
-    /// applied them (or found a conflict). A follower refuses with the leader it knows.
+    /// Commits `records`, planned on image version `planned_at`, and returns once the leader
+    /// applied them (or found a conflict: the plan read an image that is no longer the
+    /// latest). On a voter that does not lead, the command goes to the leader over the quorum
+    /// connection; while there is none (an election), it waits, up to [`WRITE_TIMEOUT`].
     pub async fn write(
         &self,
         planned_at: u64,
@@ -217,12 +251,49 @@ impl Quorum {
             ts_ms: now_ms(),
             records,
         };
-        match self.raft.client_write(command).await {
-            Ok(response) => Ok(response.data),
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => Err(Error::Metadata(
-                format!("not the quorum leader (leader: {:?})", f.leader_id),
-            )),
-            Err(e) => Err(Error::Metadata(format!("quorum write: {e}"))),
+        let deadline = tokio::time::Instant::now() + WRITE_TIMEOUT;
+        let pause = std::time::Duration::from_millis(50);
+        loop {
+            if tokio::time::Instant::now() >= deadline {
+                return Err(Error::Metadata(format!(
+                    "no metadata quorum leader took the write within {WRITE_TIMEOUT:?}"
+                )));
+            }
+            let m = self.raft.metrics().borrow().clone();
+            let Some(leader) = m.current_leader else {
+                tokio::time::sleep(pause).await;
+                continue;
+            };
+            if leader == self.node_id {
+                match self.raft.client_write(command.clone()).await {
+                    Ok(response) => return Ok(response.data),
+                    Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
+                        tokio::time::sleep(pause).await;
+                        continue;
+                    }
+                    Err(e) => return Err(Error::Metadata(format!("quorum write: {e}"))),
+                }
+            }
+            let Some(node) = m.membership_config.membership().get_node(&leader).cloned() else {
+                tokio::time::sleep(pause).await;
+                continue;
+            };
+            let mut forward = self.forward.lock().await;
+            if forward.as_ref().is_none_or(|c| c.target() != leader) {
+                *forward = Some(network::PeerClient::to_voter(self.node_id, leader, &node));
+            }
+            let client = forward.as_mut().expect("set above");
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match client.client_write(&command, left).await {
+                Ok(network::Forwarded::Written(response)) => return Ok(response.data),
+                Ok(network::Forwarded::NotLeader(_)) => {}
+                Err(e) => {
+                    tracing::debug!(leader, error = %e, "forwarding a metadata write failed; retrying");
+                    *forward = None;
+                }
+            }
+            drop(forward);
+            tokio::time::sleep(pause).await;
         }
     }
 
@@ -232,6 +303,20 @@ impl Quorum {
             .shutdown()
             .await
             .map_err(|e| Error::Metadata(format!("stopping the quorum: {e}")))
+    }
+}
+
+/// A voter dropped without [`Quorum::shutdown`] (its broker task aborted, as tests stop a
+/// broker abruptly) still stops its Raft: openraft's core task otherwise runs on, holding the
+/// log directory, and a broker restarted there would find it locked.
+impl Drop for Quorum {
+    fn drop(&mut self) {
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let raft = self.raft.clone();
+            runtime.spawn(async move {
+                let _ = raft.shutdown().await;
+            });
+        }
     }
 }
 

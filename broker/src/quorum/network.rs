@@ -18,9 +18,11 @@ use std::io;
 use std::time::Duration;
 
 use openraft::error::{
-    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+    ClientWriteError, InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError,
+    Unreachable,
 };
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::ClientWriteResponse;
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     VoteRequest, VoteResponse,
@@ -31,7 +33,7 @@ use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::types::{QuorumTypes, VoterEndpoint};
+use super::types::{MetadataCommand, QuorumTypes, VoterEndpoint};
 use crate::error::{Error, Result};
 
 /// The private API key of quorum RPCs.
@@ -45,6 +47,9 @@ pub const MAX_FRAME_BYTES: usize = 100 << 20;
 const KIND_APPEND: u8 = 1;
 const KIND_VOTE: u8 = 2;
 const KIND_SNAPSHOT_CHUNK: u8 = 3;
+/// A metadata command planned on another voter, for the leader to write (KRaft forwards a
+/// broker's writes to the active controller the same way).
+const KIND_CLIENT_WRITE: u8 = 5;
 
 const STATUS_OK: u8 = 0;
 const STATUS_RAFT_ERROR: u8 = 1;
@@ -209,8 +214,19 @@ pub async fn serve(raft: &Raft<QuorumTypes>, frame: &[u8]) -> Result<Vec<u8>> {
             rpc.data = req.tail.to_vec();
             Ok(reply(c, raft.install_snapshot(rpc).await))
         }
+        KIND_CLIENT_WRITE => {
+            let command: MetadataCommand = parse(req.json, "client write")?;
+            Ok(reply(c, raft.client_write(command).await))
+        }
         kind => Err(Error::Protocol(format!("unknown quorum RPC kind {kind}"))),
     }
+}
+
+/// What a forwarded write came back with.
+pub enum Forwarded {
+    Written(ClientWriteResponse<QuorumTypes>),
+    /// The voter asked is not the leader (any more): ask again where it points.
+    NotLeader(Option<u64>),
 }
 
 /// Makes one [`PeerClient`] per replication target.
@@ -350,6 +366,62 @@ impl PeerClient {
             other => Err(RPCError::Network(NetworkError::new(&Error::Protocol(
                 format!("voter {} answered with status {other}", self.target),
             )))),
+        }
+    }
+}
+
+impl PeerClient {
+    /// A client of one voter outside openraft's replication, for forwarding writes to it.
+    pub fn to_voter(from: u64, target: u64, node: &VoterEndpoint) -> Self {
+        PeerClient {
+            from,
+            target,
+            addr: node.to_string(),
+            conn: None,
+            correlation_id: 0,
+        }
+    }
+
+    pub fn target(&self) -> u64 {
+        self.target
+    }
+
+    /// Asks the voter to write `command` as the leader.
+    pub async fn client_write(
+        &mut self,
+        command: &MetadataCommand,
+        ttl: Duration,
+    ) -> Result<Forwarded> {
+        let json = serde_json::to_vec(command)
+            .map_err(|e| Error::Metadata(format!("encoding a metadata command: {e}")))?;
+        let (status, body) = self
+            .call(KIND_CLIENT_WRITE, &json, &[], ttl)
+            .await
+            .map_err(|e| match e {
+                CallError::Unreachable(e) | CallError::Network(e) => Error::Metadata(format!(
+                    "forwarding a metadata write to voter {}: {e}",
+                    self.target
+                )),
+            })?;
+        match status {
+            STATUS_OK => Ok(Forwarded::Written(parse(&body, "client write response")?)),
+            STATUS_RAFT_ERROR => {
+                let e: RaftError<u64, ClientWriteError<u64, VoterEndpoint>> =
+                    parse(&body, "client write error")?;
+                match e {
+                    RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => {
+                        Ok(Forwarded::NotLeader(f.leader_id))
+                    }
+                    e => Err(Error::Metadata(format!(
+                        "voter {} refused a metadata write: {e}",
+                        self.target
+                    ))),
+                }
+            }
+            other => Err(Error::Metadata(format!(
+                "voter {} answered a metadata write with status {other}",
+                self.target
+            ))),
         }
     }
 }

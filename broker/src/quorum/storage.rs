@@ -34,32 +34,40 @@ const LOCK_FILE: &str = ".lock";
 /// Takes an exclusive `flock` on `dir/.lock`, waiting up to five seconds for a previous owner
 /// to let go. Two Raft logs on one directory would corrupt it: a second process started on the
 /// same log directory, or (in tests) a new broker in the directory of one whose Raft core is
-/// still stopping, as Kafka's log directory `.lock` prevents.
-fn lock_dir(dir: &Path) -> crate::Result<fs::File> {
+/// still stopping, as Kafka's log directory `.lock` prevents. The wait yields to the runtime:
+/// the previous owner may be stopping on it.
+pub async fn lock_dir(dir: &Path) -> crate::Result<fs::File> {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        match try_lock_dir(dir) {
+            Err((_, true)) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+            result => return result.map_err(|e| e.0),
+        }
+    }
+}
+
+/// One attempt at [`lock_dir`]; the flag says the lock is held elsewhere (worth waiting for).
+fn try_lock_dir(dir: &Path) -> Result<fs::File, (crate::Error, bool)> {
     use rustix::fs::{flock, FlockOperation};
+    fs::create_dir_all(dir).map_err(|e| (crate::Error::io(dir, e), false))?;
     let path = dir.join(LOCK_FILE);
     let file = fs::OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
         .open(&path)
-        .map_err(|e| crate::Error::io(&path, e))?;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    loop {
-        match flock(&file, FlockOperation::NonBlockingLockExclusive) {
-            Ok(()) => return Ok(file),
-            Err(e)
-                if e == rustix::io::Errno::WOULDBLOCK && std::time::Instant::now() < deadline =>
-            {
-                std::thread::sleep(std::time::Duration::from_millis(10));
-            }
-            Err(e) => {
-                return Err(crate::Error::Metadata(format!(
-                    "{}: the metadata log is in use by another process ({e})",
-                    path.display()
-                )))
-            }
-        }
+        .map_err(|e| (crate::Error::io(&path, e), false))?;
+    match flock(&file, FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(file),
+        Err(e) => Err((
+            crate::Error::Metadata(format!(
+                "{}: the metadata log is in use by another process ({e})",
+                path.display()
+            )),
+            e == rustix::io::Errno::WOULDBLOCK,
+        )),
     }
 }
 
@@ -104,10 +112,17 @@ fn vote_err(e: crate::Error) -> StorageError {
 }
 
 impl LogStore {
-    /// Opens (or creates) the log in `dir`. Blocking: call it before the Raft starts.
+    /// Opens (or creates) the log in `dir`, refusing a directory locked by another log.
+    #[cfg(test)]
     pub fn open(dir: &Path) -> crate::Result<Self> {
+        let lock = try_lock_dir(dir).map_err(|e| e.0)?;
+        Self::open_locked(dir, lock)
+    }
+
+    /// Opens (or creates) the log in `dir`, whose lock the caller took ([`lock_dir`]).
+    /// Blocking: call it before the Raft starts.
+    pub fn open_locked(dir: &Path, lock: fs::File) -> crate::Result<Self> {
         fs::create_dir_all(dir).map_err(|e| crate::Error::io(dir, e))?;
-        let lock = lock_dir(dir)?;
         let path = dir.join(STATE_FILE);
         let state = match fs::read(&path) {
             Ok(bytes) => {

@@ -726,6 +726,12 @@ pub struct ReplicaManager {
     pub dir_health: Arc<LogDir>,
 }
 
+/// Whether the previous run left the clean-shutdown marker (read, not consumed: the replica
+/// manager consumes it when it opens the directory).
+pub fn was_shut_down_cleanly(log_dir: &Path) -> bool {
+    log_dir.join(CLEAN_SHUTDOWN).exists()
+}
+
 const PARTITION_METADATA: &str = "partition.metadata";
 const CLEAN_SHUTDOWN: &str = ".fjord-clean-shutdown";
 

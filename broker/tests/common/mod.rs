@@ -58,7 +58,7 @@ impl TestBroker {
         let task = tokio::spawn(fjord_broker::run(listeners, config, async move {
             let _ = rx.await;
         }));
-        let b = TestBroker {
+        let mut b = TestBroker {
             addr,
             dir: dir.to_path_buf(),
             _tmp: None,
@@ -72,6 +72,10 @@ impl TestBroker {
                 if c.api_versions().await.is_ok() {
                     break;
                 }
+            }
+            if b.task.as_ref().is_some_and(|t| t.is_finished()) {
+                let t = b.task.take().expect("checked above");
+                anyhow::bail!("broker stopped while starting: {:?}", t.await?);
             }
             anyhow::ensure!(Instant::now() < deadline, "broker did not start");
             tokio::time::sleep(Duration::from_millis(20)).await;
