@@ -16,8 +16,8 @@
 //! The files go into a fresh directory `t-0/`, opened with `PartitionLog::open` (errors are
 //! fine), read through from the log start with `read` and `slice`, searched by timestamp, then
 //! appended to, closed, and reopened cleanly (which must keep the log end). The same files go into `__cluster_metadata-0/`,
-//! opened with `Metadata::open`, which recovers strictly and replays every record. Nothing may
-//! panic.
+//! opened with `MetadataLog::open` (the pre-quorum metadata log that a first start migrates),
+//! which recovers strictly and replays every record. Nothing may panic.
 #![no_main]
 
 use std::fs;
@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 use fjord_broker::config::TopicConfig;
 use fjord_broker::log::batch::{build_batch, validate_record_set, BatchHeader};
 use fjord_broker::log::PartitionLog;
-use fjord_broker::metadata::{Metadata, METADATA_DIR};
+use fjord_broker::metadata::{MetadataLog, METADATA_DIR};
 use libfuzzer_sys::fuzz_target;
 
 // The allocation cap (see fuzz/src/lib.rs).
@@ -196,7 +196,7 @@ fn metadata_log(root: &Path, files: &Files) {
     if write(&root.join(METADATA_DIR), files).is_none() {
         return;
     }
-    let _ = Metadata::open(root, files.clean);
+    let _ = MetadataLog::open(root, files.clean);
 }
 
 /// A fresh directory for one input, under `TMPDIR`: `e2e/fuzz/run` points it at a tmpfs
