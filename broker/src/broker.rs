@@ -226,6 +226,9 @@ impl Broker {
         let mut images = self.metadata.subscribe();
         while images.changed().await.is_ok() {
             let published = images.borrow_and_update().clone();
+            if self.metadata.applied_version() >= published.version {
+                continue; // A commit made here applied it before answering.
+            }
             let broker = self.clone();
             let image = published.image.clone();
             let applied = tokio::task::spawn_blocking(move || {

@@ -265,6 +265,11 @@ impl Metadata {
         self.images.borrow().clone()
     }
 
+    /// The version of the newest image this node has applied.
+    pub fn applied_version(&self) -> u64 {
+        self.applied.borrow().0
+    }
+
     /// Records that this node applied the image of `version`. Never moves back.
     pub fn mark_applied(&self, version: u64, image: Arc<MetadataImage>) {
         self.applied.send_if_modified(|current| {

@@ -133,6 +133,16 @@ impl LogDir {
         }
     }
 
+    /// Passes `result` through, taking the directory offline first if it failed on storage.
+    fn watch<T>(&self, result: Result<T>) -> Result<T> {
+        if let Err(e) = &result {
+            if e.is_storage_failure() {
+                self.fail(e);
+            }
+        }
+        result
+    }
+
     fn check(&self) -> Result<()> {
         if self.is_offline() {
             return Err(Error::LogDirOffline);
@@ -333,15 +343,7 @@ impl Partition {
             Ok(())
         }
         .and_then(|()| st.log.append(records, &batches, epoch, now));
-        let base = match appended {
-            Ok(base) => base,
-            Err(e) => {
-                if e.is_storage_failure() {
-                    self.dir.fail(&e);
-                }
-                return Err(e);
-            }
-        };
+        let base = self.dir.watch(appended)?;
         let mut offset = base;
         for (_, h) in &batches {
             st.producers.record(h, offset);
@@ -416,15 +418,7 @@ impl Partition {
             }
             Ok(log_end)
         })();
-        let log_end = match result {
-            Ok(end) => end,
-            Err(e) => {
-                if e.is_storage_failure() {
-                    self.dir.fail(&e);
-                }
-                return Err(e);
-            }
-        };
+        let log_end = self.dir.watch(result)?;
         let moved = st
             .partition
             .on_leader_high_watermark(leader_high_watermark, log_end);
@@ -518,15 +512,7 @@ impl Partition {
             st.producers = producers;
             Ok(end)
         })();
-        let end = match result {
-            Ok(end) => end,
-            Err(e) => {
-                if e.is_storage_failure() {
-                    self.dir.fail(&e);
-                }
-                return Err(e);
-            }
-        };
+        let end = self.dir.watch(result)?;
         st.partition.on_truncate(end);
         if end != before {
             tracing::info!(partition = %self.tp.dir_name(), from = before, to = end, "truncated to the leader's log");
@@ -685,13 +671,6 @@ impl Partition {
     pub fn read_to(&self, offset: i64, max_bytes: usize, limit: i64) -> Result<ReadResult> {
         self.dir.check()?;
         self.state.lock().log.read(offset, max_bytes, true, limit)
-    }
-
-    pub fn read(&self, offset: i64, max_bytes: usize, min_one: bool) -> Result<ReadResult> {
-        self.dir.check()?;
-        let st = self.state.lock();
-        let hw = st.offsets().high_watermark;
-        st.log.read(offset, max_bytes, min_one, hw)
     }
 
     /// The file range of whole batches from `offset` up to `limit` (from [`start_fetch`](
