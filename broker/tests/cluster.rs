@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -151,18 +150,6 @@ async fn partitions(addr: SocketAddr, t: &str) -> TestResult<Vec<(i32, i32, Vec<
         })
         .collect();
     out.sort();
-    Ok(out)
-}
-
-fn segments(dir: &Path, partition_dir: &str) -> TestResult<BTreeMap<String, Vec<u8>>> {
-    let mut out = BTreeMap::new();
-    for e in std::fs::read_dir(dir.join(partition_dir))? {
-        let path = e?.path();
-        if path.extension().is_some_and(|x| x == "log") {
-            let name = path.file_name().unwrap().to_string_lossy().to_string();
-            out.insert(name, std::fs::read(&path)?);
-        }
-    }
     Ok(out)
 }
 

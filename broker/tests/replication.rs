@@ -7,7 +7,7 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use common::*;
@@ -178,19 +178,6 @@ async fn produce_with(
     let r = c.send(req, 11).await?;
     let p = &r.responses[0].partition_responses[0];
     Ok((p.error_code, p.base_offset))
-}
-
-/// Every byte of a partition's segment files, by file name.
-fn segments(dir: &Path, partition_dir: &str) -> TestResult<BTreeMap<String, Vec<u8>>> {
-    let mut out = BTreeMap::new();
-    for e in std::fs::read_dir(dir.join(partition_dir))? {
-        let path: PathBuf = e?.path();
-        if path.extension().is_some_and(|x| x == "log") {
-            let name = path.file_name().unwrap().to_string_lossy().to_string();
-            out.insert(name, std::fs::read(&path)?);
-        }
-    }
-    Ok(out)
 }
 
 #[tokio::test]

@@ -422,3 +422,20 @@ pub async fn find_coordinator(c: &mut Client, group: &str) -> TestResult {
     anyhow::ensure!(r.error_code == 0, "FindCoordinator: error {}", r.error_code);
     Ok(())
 }
+
+/// Every byte of a partition's segment files, by file name: replicas compare equal when their
+/// logs are byte-identical.
+pub fn segments(
+    dir: &Path,
+    partition_dir: &str,
+) -> TestResult<std::collections::BTreeMap<String, Vec<u8>>> {
+    let mut out = std::collections::BTreeMap::new();
+    for e in std::fs::read_dir(dir.join(partition_dir))? {
+        let path = e?.path();
+        if path.extension().is_some_and(|x| x == "log") {
+            let name = path.file_name().unwrap().to_string_lossy().to_string();
+            out.insert(name, std::fs::read(&path)?);
+        }
+    }
+    Ok(out)
+}
