@@ -12,6 +12,7 @@ use std::sync::Arc;
 use crate::config::BrokerConfig;
 use crate::error::{Error, Result};
 use crate::group::{GroupCoordinator, OFFSETS_TOPIC};
+use crate::metadata::brokers::{plan_register, Registration};
 use crate::metadata::topics::{plan_create_topic, Defaults, Refusal, TopicSpec};
 use crate::metadata::{Metadata, MetadataImage, MetadataRecord};
 use crate::metrics::Metrics;
@@ -34,6 +35,8 @@ pub struct Broker {
     pub metrics: Metrics,
     /// The block of producer ids this broker may hand out: (next, end).
     producer_ids: tokio::sync::Mutex<(i64, i64)>,
+    /// Set when a controlled shutdown begins: heartbeats then ask to stay fenced.
+    pub shutting_down: std::sync::atomic::AtomicBool,
 }
 
 /// Producer ids are reserved in the metadata log in blocks, as KRaft does.
@@ -118,27 +121,20 @@ impl Broker {
             groups,
             metrics: Metrics::new(),
             producer_ids: tokio::sync::Mutex::new((0, 0)),
+            shutting_down: std::sync::atomic::AtomicBool::new(false),
             config,
         });
 
         let node_id = broker.config.node_id;
+        let registration = Registration {
+            node_id,
+            host: endpoint.host.clone(),
+            port: endpoint.port,
+            rack: broker.config.rack.clone(),
+        };
         broker
             .metadata
-            .commit(|img| {
-                let current = img.brokers.get(&node_id);
-                let same =
-                    current.is_some_and(|b| b.host == endpoint.host && b.port == endpoint.port);
-                Ok::<_, Refusal>(if same {
-                    Vec::new()
-                } else {
-                    vec![MetadataRecord::RegisterBroker {
-                        node_id,
-                        host: endpoint.host.clone(),
-                        port: endpoint.port,
-                        rack: None,
-                    }]
-                })
-            })
+            .commit(|img| Ok::<_, Refusal>(plan_register(img, &registration)))
             .await?
             .map_err(|r| Error::Metadata(r.message))?;
         let latest = broker.metadata.latest();
@@ -290,8 +286,9 @@ impl Broker {
             let mut configs = BTreeMap::new();
             configs.insert("cleanup.policy".to_string(), "compact".to_string());
             configs.insert("segment.bytes".to_string(), segment_bytes.to_string());
-            // Kafka's `offsets.topic.replication.factor` (3), capped by the brokers there are.
-            let replication_factor = replication_factor.min(img.brokers.len().max(1) as i16);
+            // Kafka's `offsets.topic.replication.factor` (3), capped by the live brokers.
+            let replication_factor =
+                replication_factor.min(img.live_brokers().count().max(1) as i16);
             let spec = TopicSpec {
                 name: OFFSETS_TOPIC,
                 partitions,

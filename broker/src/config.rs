@@ -58,6 +58,7 @@ pub const BROKER_KEYS: &[KeyDef] = &[
     key("controller.quorum.voters", List, None),
     key("controller.quorum.bootstrap.servers", List, None),
     key("cluster.id", Str, None),
+    key("broker.rack", Str, None),
     key("log.dirs", List, None),
     key("log.dir", Str, Some("/tmp/fjord-logs")),
     key("num.partitions", Int, Some("1")),
@@ -70,6 +71,9 @@ pub const BROKER_KEYS: &[KeyDef] = &[
     key("replica.fetch.response.max.bytes", Int, Some("10485760")),
     key("replica.fetch.backoff.ms", Int, Some("1000")),
     key("replica.lag.time.max.ms", Long, Some("30000")),
+    // Broker liveness as the active controller judges it (Kafka's defaults).
+    key("broker.heartbeat.interval.ms", Int, Some("2000")),
+    key("broker.session.timeout.ms", Int, Some("9000")),
     key("auto.create.topics.enable", Bool, Some("true")),
     key("delete.topic.enable", Bool, Some("true")),
     key("log.retention.ms", Long, None),
@@ -359,6 +363,14 @@ pub struct BrokerConfig {
     pub group_consumer_max_size: i32,
     pub metrics_listener: Option<String>,
     pub replica_fetch: ReplicaFetchSettings,
+    /// `broker.rack`: registered with the broker, for rack-aware placement.
+    pub rack: Option<String>,
+    /// A follower out of step with its leader's log end for this long leaves the ISR.
+    pub replica_lag_time_max_ms: i64,
+    /// How often this node tells the active controller it is alive.
+    pub broker_heartbeat_interval_ms: u64,
+    /// A broker not heard from for this long is fenced: it loses leadership and the ISRs.
+    pub broker_session_timeout_ms: u64,
     /// `controller.quorum.voters`; empty for a node that is a quorum of one (itself).
     pub voters: BTreeMap<u64, crate::quorum::VoterEndpoint>,
     /// The `listeners` named in `controller.listener.names`: where other voters reach this one.
@@ -574,6 +586,10 @@ impl BrokerConfig {
                 response_max_bytes: positive("replica.fetch.response.max.bytes", 0)? as i32,
                 backoff_ms: positive("replica.fetch.backoff.ms", 0)? as u64,
             },
+            rack: raw.get("broker.rack").filter(|r| !r.is_empty()).cloned(),
+            replica_lag_time_max_ms: positive("replica.lag.time.max.ms", 1)?,
+            broker_heartbeat_interval_ms: positive("broker.heartbeat.interval.ms", 1)? as u64,
+            broker_session_timeout_ms: positive("broker.session.timeout.ms", 1)? as u64,
             auto_create_topics_enable: get("auto.create.topics.enable").as_deref() == Some("true"),
             retention_check_interval_ms: positive("log.retention.check.interval.ms", 1)? as u64,
             socket_request_max_bytes: positive("socket.request.max.bytes", 1024)? as usize,

@@ -166,8 +166,12 @@ pub async fn run_with(
     }
     tasks.spawn(group_timers(broker.clone()));
     tasks.spawn(housekeeping(broker.clone()));
+    tasks.spawn(crate::cluster::heartbeats(broker.clone()));
+    tasks.spawn(crate::cluster::fence_and_unfence(broker.clone()));
+    tasks.spawn(crate::cluster::isr_changes(broker.clone()));
     shutdown.await;
     tracing::info!("shutting down");
+    crate::cluster::controlled_shutdown(&broker).await;
     tasks.abort_all();
     while tasks.join_next().await.is_some() {}
     broker.shutdown().await?;

@@ -1,161 +1,139 @@
-//! Three brokers that are also the three voters of the metadata quorum, as a Kafka KRaft
-//! cluster of combined nodes runs: each node on its own client and controller listeners on
-//! loopback, `controller.quorum.voters` naming all three. A topic created on any node reaches
-//! every node through the quorum, and its partitions replicate between them.
+//! Clusters of combined broker-and-controller nodes (see `common::cluster`): metadata shared
+//! through the quorum, partitions replicated between nodes, and what happens when a node
+//! dies, comes back, or shuts down: the active controller fences a silent broker, a follower
+//! in the ISR takes over, no acknowledged record is lost, and the returning broker catches up
+//! and rejoins the ISR.
 
 mod common;
 
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
+use common::cluster::{partitions, wait_for_partition, Cluster, PartitionView};
 use common::*;
-use fjord_broker::BrokerConfig;
-use kafka_protocol::messages::create_topics_request::CreatableTopic;
-use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::create_topics_request::{
+    CreatableReplicaAssignment, CreatableTopic, CreatableTopicConfig,
+};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use kafka_protocol::messages::{CreateTopicsRequest, MetadataRequest, ProduceRequest};
+use kafka_protocol::messages::{BrokerId, CreateTopicsRequest, ProduceRequest};
+use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::Compression;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
-struct Node {
-    id: i32,
-    addr: SocketAddr,
-    dir: PathBuf,
-    stop: oneshot::Sender<()>,
-    task: JoinHandle<fjord_broker::Result<()>>,
-}
-
-/// A cluster of combined broker-and-controller nodes on loopback.
-struct Cluster {
-    nodes: Vec<Node>,
-    _dirs: Vec<tempfile::TempDir>,
-}
-
-fn overrides(node_id: i32, dir: &Path) -> Vec<String> {
-    vec![
-        format!("node.id={node_id}"),
-        "listeners=PLAINTEXT://127.0.0.1:0,CONTROLLER://127.0.0.1:0".to_string(),
-        "controller.listener.names=CONTROLLER".to_string(),
-        format!("log.dirs={}", dir.display()),
-        "fjord.metrics.listener=".to_string(),
-        "replica.fetch.backoff.ms=50".to_string(),
-        "offsets.topic.num.partitions=3".to_string(),
-        "group.initial.rebalance.delay.ms=0".to_string(),
-    ]
-}
-
-impl Cluster {
-    async fn start(n: i32) -> TestResult<Cluster> {
-        let mut dirs = Vec::new();
-        let mut bound = Vec::new();
-        for id in 1..=n {
-            let dir = tempfile::tempdir()?;
-            let config = BrokerConfig::load(None, Vec::new(), &overrides(id, dir.path()))?;
-            let clients = fjord_broker::bind(&config).await?;
-            let controllers = fjord_broker::server::bind_controllers(&config).await?;
-            bound.push((id, dir.path().to_path_buf(), clients, controllers));
-            dirs.push(dir);
-        }
-        let voters: Vec<String> = bound
-            .iter()
-            .map(|(id, _, _, c)| Ok(format!("{id}@127.0.0.1:{}", c[0].local_addr()?.port())))
-            .collect::<TestResult<_>>()?;
-        let voters = format!("controller.quorum.voters={}", voters.join(","));
-        let mut nodes = Vec::new();
-        for (id, dir, clients, controllers) in bound {
-            let mut o = overrides(id, &dir);
-            o.push(voters.clone());
-            let config = BrokerConfig::load(None, Vec::new(), &o)?;
-            let addr = clients[0].local_addr()?;
-            let (stop, rx) = oneshot::channel::<()>();
-            let task = tokio::spawn(fjord_broker::server::run_with(
-                clients,
-                controllers,
-                config,
-                async move {
-                    let _ = rx.await;
-                },
-            ));
-            nodes.push(Node {
-                id,
-                addr,
-                dir,
-                stop,
-                task,
-            });
-        }
-        // Formed when every node serves and sees every broker registered (until then a
-        // CreateTopics may find too few brokers, as on a starting Kafka cluster).
-        for node in &nodes {
-            let addr = node.addr;
-            eventually(
-                "every node sees every broker",
-                Duration::from_secs(60),
-                || async move {
-                    let mut c = Client::connect(addr).await.ok()?;
-                    let r = c.send(MetadataRequest::default(), 12).await.ok()?;
-                    (r.brokers.len() == n as usize).then_some(())
-                },
-            )
-            .await?;
-        }
-        Ok(Cluster { nodes, _dirs: dirs })
+/// Creates `t` with `partitions` partitions of `rf` replicas (or the `assignment` given) and
+/// `min.insync.replicas=2`.
+async fn create(
+    c: &mut Client,
+    t: &str,
+    partitions: i32,
+    rf: i16,
+    assignment: Option<Vec<i32>>,
+) -> TestResult {
+    let mut topic = CreatableTopic::default()
+        .with_name(name(t))
+        .with_num_partitions(partitions)
+        .with_replication_factor(rf)
+        .with_configs(vec![CreatableTopicConfig::default()
+            .with_name(StrBytes::from_static_str("min.insync.replicas"))
+            .with_value(Some(StrBytes::from_static_str("2")))]);
+    if let Some(replicas) = assignment {
+        topic = topic
+            .with_num_partitions(-1)
+            .with_replication_factor(-1)
+            .with_assignments(vec![CreatableReplicaAssignment::default()
+                .with_partition_index(0)
+                .with_broker_ids(replicas.into_iter().map(BrokerId).collect())]);
     }
-
-    fn node(&self, id: i32) -> &Node {
-        self.nodes
-            .iter()
-            .find(|n| n.id == id)
-            .expect("a node of the cluster")
-    }
-
-    /// Stops every node cleanly; the directories stay until the returned guards drop.
-    async fn stop(self) -> TestResult<Vec<tempfile::TempDir>> {
-        for n in self.nodes {
-            let _ = n.stop.send(());
-            n.task.await??;
-        }
-        Ok(self._dirs)
-    }
-}
-
-/// (partition, leader, replicas, isr) of a topic as one node's Metadata answers it.
-async fn partitions(addr: SocketAddr, t: &str) -> TestResult<Vec<(i32, i32, Vec<i32>, Vec<i32>)>> {
-    let mut c = Client::connect(addr).await?;
     let r = c
-        .send(
-            MetadataRequest::default().with_topics(Some(vec![
-                MetadataRequestTopic::default().with_name(Some(name(t)))
-            ])),
-            12,
-        )
+        .send(CreateTopicsRequest::default().with_topics(vec![topic]), 7)
         .await?;
     anyhow::ensure!(
         r.topics[0].error_code == 0,
-        "topic error {}",
-        r.topics[0].error_code
+        "create {t}: {:?}",
+        r.topics[0].error_message
     );
-    let mut out: Vec<_> = r.topics[0]
-        .partitions
-        .iter()
-        .map(|p| {
-            (
-                p.partition_index,
-                p.leader_id.0,
-                p.replica_nodes.iter().map(|b| b.0).collect(),
-                p.isr_nodes.iter().map(|b| b.0).collect(),
-            )
-        })
-        .collect();
-    out.sort();
-    Ok(out)
+    Ok(())
+}
+
+/// One record `v` to partition 0 of `t`; returns (error code, base offset).
+async fn send(c: &mut Client, t: &str, v: &str, acks: i16) -> TestResult<(i16, i64)> {
+    let req = ProduceRequest::default()
+        .with_acks(acks)
+        .with_timeout_ms(10_000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(name(t))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(0)
+                .with_records(Some(batch(&[("k", v)], Compression::None)))])]);
+    let r = c.send(req, 11).await?;
+    let p = &r.responses[0].partition_responses[0];
+    Ok((p.error_code, p.base_offset))
+}
+
+/// The values of partition 0 of `t` from the start, as the node at `addr` serves them.
+async fn values(addr: std::net::SocketAddr, t: &str) -> TestResult<Vec<String>> {
+    let mut c = Client::connect(addr).await?;
+    let r = fetch(&mut c, t, 0, 0).await?;
+    anyhow::ensure!(r.responses[0].partitions[0].error_code == 0, "fetch error");
+    Ok(records_of(&r)?.into_iter().map(|(_, _, v)| v).collect())
+}
+
+/// Creates `t` with one partition of three replicas (`min.insync.replicas=2`) through node 1,
+/// and returns it once all three are in sync.
+async fn rf3_topic(cluster: &Cluster, t: &str) -> TestResult<PartitionView> {
+    create(&mut cluster.node(1).client_conn().await?, t, 1, 3, None).await?;
+    wait_for_partition(cluster.node(1).addr, t, 0, "three in sync", |p| {
+        p.isr.len() == 3
+    })
+    .await
+}
+
+/// Waits until a node other than `old` shows partition 0 of `t` led by another node, and that
+/// node serves it (it applied its leadership).
+async fn new_leader(cluster: &Cluster, t: &str, old: i32) -> TestResult<PartitionView> {
+    let watcher = cluster.other_than(&[old]).addr;
+    let after = wait_for_partition(watcher, t, 0, "a new leader", |p| {
+        p.leader >= 0 && p.leader != old
+    })
+    .await?;
+    let new = after.leader;
+    wait_for_partition(cluster.node(new).addr, t, 0, "the new leader knows", |p| {
+        p.leader == new
+    })
+    .await?;
+    Ok(after)
+}
+
+/// Restarts `old` and waits until `leader` shows all three replicas in sync again.
+async fn rejoin(cluster: &mut Cluster, t: &str, old: i32, leader: i32) -> TestResult {
+    cluster.restart(old).await?;
+    wait_for_partition(
+        cluster.node(leader).addr,
+        t,
+        0,
+        "the old leader back in the ISR",
+        |p| p.isr.len() == 3,
+    )
+    .await?;
+    Ok(())
+}
+
+/// Every node's segment files of `partition_dir` are byte-identical.
+fn assert_identical(dirs: &[PathBuf], partition_dir: &str) -> TestResult {
+    let first = segments(&dirs[0], partition_dir)?;
+    assert!(!first.is_empty());
+    for d in &dirs[1..] {
+        assert_eq!(
+            segments(d, partition_dir)?,
+            first,
+            "{partition_dir} is byte-identical on every replica"
+        );
+    }
+    Ok(())
 }
 
 #[tokio::test]
 async fn three_voters_share_metadata_and_replicate_a_topic() -> TestResult {
-    let cluster = Cluster::start(3).await?;
+    let cluster = Cluster::start(3, &[]).await?;
     let t = topic("rf3");
 
     // Created through node 2, whichever node leads the quorum.
@@ -174,12 +152,12 @@ async fn three_voters_share_metadata_and_replicate_a_topic() -> TestResult {
     // Every node serves the same assignment: three replicas each, all in sync, leaders spread.
     let expected = partitions(cluster.node(2).addr, &t).await?;
     assert_eq!(expected.len(), 3);
-    for (_, leader, replicas, isr) in &expected {
-        assert_eq!(replicas.len(), 3);
-        assert_eq!(isr.len(), 3);
-        assert!(replicas.contains(leader));
+    for p in &expected {
+        assert_eq!(p.replicas.len(), 3);
+        assert_eq!(p.isr.len(), 3);
+        assert!(p.replicas.contains(&p.leader));
     }
-    let leaders: std::collections::BTreeSet<i32> = expected.iter().map(|p| p.1).collect();
+    let leaders: std::collections::BTreeSet<i32> = expected.iter().map(|p| p.leader).collect();
     assert_eq!(leaders.len(), 3, "one leader per node: {expected:?}");
     for node in &cluster.nodes {
         let addr = node.addr;
@@ -194,7 +172,8 @@ async fn three_voters_share_metadata_and_replicate_a_topic() -> TestResult {
     }
 
     // acks=all on each partition's leader is answered once both followers have the records.
-    for (partition, leader, _, _) in &expected {
+    for p in &expected {
+        let (partition, leader) = (&p.partition, &p.leader);
         let mut c = Client::connect(cluster.node(*leader).addr).await?;
         for i in 0..5 {
             let req = ProduceRequest::default()
@@ -223,16 +202,256 @@ async fn three_voters_share_metadata_and_replicate_a_topic() -> TestResult {
     let dirs: Vec<PathBuf> = cluster.nodes.iter().map(|n| n.dir.clone()).collect();
     let _kept = cluster.stop().await?;
     for p in 0..3 {
-        let dir = format!("{t}-{p}");
-        let first = segments(&dirs[0], &dir)?;
-        assert!(!first.is_empty());
-        for d in &dirs[1..] {
-            assert_eq!(
-                segments(d, &dir)?,
-                first,
-                "{dir} is byte-identical on every replica"
-            );
-        }
+        assert_identical(&dirs, &format!("{t}-{p}"))?;
     }
     Ok(())
+}
+
+/// Acceptance 2 of issue 8 with the node killed in-process: the leader of an RF 3 partition
+/// with `min.insync.replicas=2` dies; the active controller fences it after
+/// `broker.session.timeout.ms`, a follower from the ISR leads at a new epoch, `acks=all` goes on,
+/// and every acknowledged record is there once, in order. The dead node restarts, catches up,
+/// rejoins the ISR, and ends with the same bytes as the others.
+#[tokio::test]
+async fn a_dead_leader_is_fenced_a_follower_takes_over_and_it_rejoins() -> TestResult {
+    let mut cluster = Cluster::start(3, &[]).await?;
+    let t = topic("failover");
+    let before = rf3_topic(&cluster, &t).await?;
+    let old = before.leader;
+    let mut c = cluster.node(old).client_conn().await?;
+    let mut acked = Vec::new();
+    for i in 0..5 {
+        let v = format!("v{i}");
+        assert_eq!(send(&mut c, &t, &v, -1).await?, (0, i));
+        acked.push(v);
+    }
+
+    cluster.crash(old).await;
+    let after = new_leader(&cluster, &t, old).await?;
+    assert!(!after.isr.contains(&old), "{after:?}");
+    assert_eq!(after.leader_epoch, before.leader_epoch + 1);
+    assert_eq!(after.isr.len(), 2);
+    let new = after.leader;
+    let mut c = cluster.node(new).client_conn().await?;
+    for i in 5..10 {
+        let v = format!("v{i}");
+        assert_eq!(send(&mut c, &t, &v, -1).await?, (0, i));
+        acked.push(v);
+    }
+    assert_eq!(values(cluster.node(new).addr, &t).await?, acked);
+
+    rejoin(&mut cluster, &t, old, new).await?;
+    assert_eq!(send(&mut c, &t, "v10", -1).await?, (0, 10));
+    acked.push("v10".into());
+    assert_eq!(values(cluster.node(new).addr, &t).await?, acked);
+
+    let dirs: Vec<PathBuf> = cluster.nodes.iter().map(|n| n.dir.clone()).collect();
+    let _kept = cluster.stop().await?;
+    assert_identical(&dirs, &format!("{t}-0"))
+}
+
+/// Acceptance 3 of issue 8: with two of a partition's three replicas down (and fenced: five
+/// voters keep a quorum), the ISR is the leader alone, below `min.insync.replicas=2`:
+/// `acks=all` is NOT_ENOUGH_REPLICAS and writes nothing, `acks=1` still works.
+#[tokio::test]
+async fn two_replicas_down_is_not_enough_replicas_for_acks_all() -> TestResult {
+    let mut cluster = Cluster::start(5, &[]).await?;
+    let t = topic("minisr");
+    create(
+        &mut cluster.node(1).client_conn().await?,
+        &t,
+        1,
+        -1,
+        Some(vec![1, 2, 3]),
+    )
+    .await?;
+    let mut c = cluster.node(1).client_conn().await?;
+    wait_for_partition(cluster.node(1).addr, &t, 0, "leader 1", |p| p.leader == 1).await?;
+    assert_eq!(send(&mut c, &t, "a", -1).await?, (0, 0));
+    cluster.crash(2).await;
+    cluster.crash(3).await;
+    wait_for_partition(
+        cluster.node(1).addr,
+        &t,
+        0,
+        "the ISR shrunk to the leader",
+        |p| p.isr == [1],
+    )
+    .await?;
+    assert_eq!(
+        send(&mut c, &t, "b", -1).await?.0,
+        19,
+        "NOT_ENOUGH_REPLICAS"
+    );
+    assert_eq!(send(&mut c, &t, "c", 1).await?, (0, 1));
+    assert_eq!(values(cluster.node(1).addr, &t).await?, ["a", "c"]);
+    cluster.stop().await?;
+    Ok(())
+}
+
+/// A clean stop of a leader (SIGTERM) moves leadership first: the partition never goes
+/// leaderless, and the stopping node leaves the ISR before it exits.
+#[tokio::test]
+async fn a_stopping_leader_hands_leadership_over_first() -> TestResult {
+    // No broker is ever fenced for silence here: only the stopping node moves leadership.
+    let mut cluster = Cluster::start(3, &["broker.session.timeout.ms=600000"]).await?;
+    let t = topic("handover");
+    let before = rf3_topic(&cluster, &t).await?;
+    let old = before.leader;
+    cluster.stop_node(old).await?;
+    let after = wait_for_partition(
+        cluster.other_than(&[old]).addr,
+        &t,
+        0,
+        "a new leader",
+        |p| p.leader != old,
+    )
+    .await?;
+    assert!(after.leader >= 0, "{after:?}");
+    assert!(!after.isr.contains(&old), "{after:?}");
+    assert_eq!(after.leader_epoch, before.leader_epoch + 1);
+    cluster.stop().await?;
+    Ok(())
+}
+
+/// What FindCoordinator for `group` names through the node at `addr`: (error, node id).
+async fn coordinator(addr: std::net::SocketAddr, group: &str) -> TestResult<(i16, i32)> {
+    let mut c = Client::connect(addr).await?;
+    let r = c
+        .send(
+            kafka_protocol::messages::FindCoordinatorRequest::default()
+                .with_key(StrBytes::from_string(group.to_string())),
+            3,
+        )
+        .await?;
+    Ok((r.error_code, r.node_id.0))
+}
+
+/// The group coordinator is the leader of the group's `__consumer_offsets` partition: other
+/// nodes answer NOT_COORDINATOR, and a commit is answered once it is replicated. When the
+/// coordinator dies, FindCoordinator names the new leader, which serves the committed offset.
+#[tokio::test]
+async fn committed_offsets_survive_the_coordinators_death() -> TestResult {
+    use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
+    use kafka_protocol::messages::{GroupId, OffsetFetchRequest};
+    let mut cluster = Cluster::start(3, &[]).await?;
+    let t = topic("data");
+    let group = topic("g");
+    create(&mut cluster.node(1).client_conn().await?, &t, 1, 3, None).await?;
+    let first = cluster.node(1).addr;
+    let g = group.clone();
+    let old = eventually("a coordinator", Duration::from_secs(30), || {
+        let g = g.clone();
+        async move {
+            let (err, node) = coordinator(first, &g).await.ok()?;
+            (err == 0).then_some(node)
+        }
+    })
+    .await?;
+    let commit = |offset: i64| commit_request(&group, &t, offset);
+    let other = cluster.other_than(&[old]).addr;
+    let r = Client::connect(other).await?.send(commit(1), 8).await?;
+    assert_eq!(r.topics[0].partitions[0].error_code, 16, "NOT_COORDINATOR");
+    let mut c = cluster.node(old).client_conn().await?;
+    // The offsets partition's followers may still be catching up from its creation.
+    let r = c.send(commit(3), 8).await?;
+    assert_eq!(r.topics[0].partitions[0].error_code, 0);
+
+    cluster.crash(old).await;
+    let g = group.clone();
+    let new = eventually("another coordinator", Duration::from_secs(30), || {
+        let g = g.clone();
+        async move {
+            let (err, node) = coordinator(other, &g).await.ok()?;
+            (err == 0 && node != old).then_some(node)
+        }
+    })
+    .await?;
+    let addr = cluster.node(new).addr;
+    let fetch_committed = OffsetFetchRequest::default()
+        .with_group_id(GroupId(StrBytes::from_string(group.clone())))
+        .with_topics(Some(vec![OffsetFetchRequestTopic::default()
+            .with_name(name(&t))
+            .with_partition_indexes(vec![0])]));
+    let committed = eventually(
+        "the new coordinator serves offsets",
+        Duration::from_secs(30),
+        || {
+            let req = fetch_committed.clone();
+            async move {
+                let r = Client::connect(addr).await.ok()?.send(req, 7).await.ok()?;
+                (r.error_code == 0).then(|| r.topics[0].partitions[0].committed_offset)
+            }
+        },
+    )
+    .await?;
+    assert_eq!(
+        committed, 3,
+        "the commit the old coordinator answered survived it"
+    );
+    cluster.stop().await?;
+    Ok(())
+}
+
+/// Appends `values` to a stopped node's replica of `partition_dir` as batches of leader epoch
+/// `epoch`: what a leader that appended and died before any follower fetched leaves on disk.
+fn append_unreplicated(
+    dir: &std::path::Path,
+    partition_dir: &str,
+    epoch: i32,
+    values: &[&str],
+) -> TestResult {
+    use fjord_broker::config::TopicConfig;
+    use fjord_broker::log::batch::{build_batch, validate_record_set};
+    use fjord_broker::log::{PartitionLog, Recovery};
+    let mut log = PartitionLog::open_with(
+        &dir.join(partition_dir),
+        TopicConfig::resolve(|_| None),
+        false,
+        Recovery::TruncateInvalidTail,
+    )?;
+    for v in values {
+        let b = build_batch(0, 0, &[(Some(b"k".as_slice()), Some(v.as_bytes()))]);
+        let batches = validate_record_set(&b, usize::MAX)
+            .map_err(|e| anyhow::anyhow!("invalid batch: {e:?}"))?;
+        log.append(&b, &batches, epoch, 0)?;
+    }
+    log.flush()?;
+    log.close()?;
+    Ok(())
+}
+
+/// KIP-595's diverging epoch: a leader dies with records no follower got; the new leader writes
+/// others at the same offsets. The old leader returns as a follower, truncates the tail nobody
+/// else had and takes the new leader's records: every log ends byte-identical.
+#[tokio::test]
+async fn a_returning_leader_truncates_the_tail_nobody_else_had() -> TestResult {
+    let mut cluster = Cluster::start(3, &[]).await?;
+    let t = topic("diverge");
+    let before = rf3_topic(&cluster, &t).await?;
+    let old = before.leader;
+    let mut c = cluster.node(old).client_conn().await?;
+    for (i, v) in ["a", "b"].iter().enumerate() {
+        assert_eq!(send(&mut c, &t, v, -1).await?, (0, i as i64));
+    }
+    cluster.crash(old).await;
+    append_unreplicated(
+        &cluster.node(old).dir,
+        &format!("{t}-0"),
+        before.leader_epoch,
+        &["lost1", "lost2"],
+    )?;
+    let new = new_leader(&cluster, &t, old).await?.leader;
+    let mut c = cluster.node(new).client_conn().await?;
+    assert_eq!(send(&mut c, &t, "new", -1).await?, (0, 2));
+
+    rejoin(&mut cluster, &t, old, new).await?;
+    assert_eq!(send(&mut c, &t, "newer", -1).await?, (0, 3));
+    assert_eq!(
+        values(cluster.node(new).addr, &t).await?,
+        ["a", "b", "new", "newer"]
+    );
+    let dirs: Vec<PathBuf> = cluster.nodes.iter().map(|n| n.dir.clone()).collect();
+    let _kept = cluster.stop().await?;
+    assert_identical(&dirs, &format!("{t}-0"))
 }

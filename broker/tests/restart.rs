@@ -158,16 +158,7 @@ async fn an_offsets_batch_that_ends_short_does_not_hang_start_up() -> TestResult
     let mut c = b.client().await?;
     let t = topic("short");
     metadata(&mut c, &t, true).await?;
-    let commit = |group: &'static str, offset: i64| {
-        OffsetCommitRequest::default()
-            .with_group_id(GroupId(StrBytes::from_static_str(group)))
-            .with_generation_id_or_member_epoch(-1)
-            .with_topics(vec![OffsetCommitRequestTopic::default()
-                .with_name(name(&t))
-                .with_partitions(vec![OffsetCommitRequestPartition::default()
-                    .with_partition_index(0)
-                    .with_committed_offset(offset)])])
-    };
+    let commit = |group: &str, offset: i64| commit_request(group, &t, offset);
     let r = c.send(commit("g1", 17), 8).await?;
     assert_eq!(r.topics[0].partitions[0].error_code, 0);
     drop(c);

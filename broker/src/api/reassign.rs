@@ -70,6 +70,7 @@ pub async fn alter(
                         isr: target.clone(),
                         leader: target[0],
                         leader_epoch: current.leader_epoch + 1,
+                        partition_epoch: current.partition_epoch + 1,
                     }])
                 })
                 .await;

@@ -13,11 +13,21 @@ use uuid::Uuid;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type")]
 pub enum MetadataRecord {
+    /// A broker (re)starting: `epoch` is new for every start (Kafka's broker epoch), and a
+    /// registered broker is unfenced until the controller stops hearing from it.
     RegisterBroker {
         node_id: i32,
         host: String,
         port: i32,
         rack: Option<String>,
+        #[serde(default)]
+        epoch: i64,
+    },
+    /// The active controller fenced a broker it stopped hearing from, or a broker shutting
+    /// down fenced itself (Kafka's FenceBrokerRecord); `fenced: false` unfences it again.
+    BrokerFenced {
+        node_id: i32,
+        fenced: bool,
     },
     Topic {
         name: String,
@@ -30,6 +40,10 @@ pub enum MetadataRecord {
         isr: Vec<i32>,
         leader: i32,
         leader_epoch: i32,
+        /// Bumped by every change to the partition (ISR included), as Kafka's partition epoch:
+        /// an ISR change planned on an older one is refused.
+        #[serde(default)]
+        partition_epoch: i32,
     },
     RemoveTopic {
         topic_id: Uuid,
@@ -60,6 +74,7 @@ pub struct PartitionImage {
     pub isr: Vec<i32>,
     pub leader: i32,
     pub leader_epoch: i32,
+    pub partition_epoch: i32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,6 +107,9 @@ pub struct BrokerImage {
     pub host: String,
     pub port: i32,
     pub rack: Option<String>,
+    pub epoch: i64,
+    /// Fenced brokers lead nothing and are in no ISR (but the last member of one).
+    pub fenced: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -115,6 +133,7 @@ impl MetadataImage {
                 host,
                 port,
                 rack,
+                epoch,
             } => {
                 self.brokers.insert(
                     *node_id,
@@ -123,8 +142,15 @@ impl MetadataImage {
                         host: host.clone(),
                         port: *port,
                         rack: rack.clone(),
+                        epoch: *epoch,
+                        fenced: false,
                     },
                 );
+            }
+            MetadataRecord::BrokerFenced { node_id, fenced } => {
+                if let Some(b) = self.brokers.get_mut(node_id) {
+                    b.fenced = *fenced;
+                }
             }
             MetadataRecord::Topic { name, topic_id } => {
                 self.topic_ids.insert(*topic_id, name.clone());
@@ -145,6 +171,7 @@ impl MetadataImage {
                 isr,
                 leader,
                 leader_epoch,
+                partition_epoch,
             } => {
                 let Some(t) = self
                     .topic_ids
@@ -158,6 +185,7 @@ impl MetadataImage {
                     isr: isr.clone(),
                     leader: *leader,
                     leader_epoch: *leader_epoch,
+                    partition_epoch: *partition_epoch,
                 };
                 let i = *partition as usize;
                 if i < t.partitions.len() {
@@ -213,7 +241,14 @@ impl MetadataImage {
                 host: b.host.clone(),
                 port: b.port,
                 rack: b.rack.clone(),
+                epoch: b.epoch,
             });
+            if b.fenced {
+                out.push(MetadataRecord::BrokerFenced {
+                    node_id: b.node_id,
+                    fenced: true,
+                });
+            }
         }
         for (resource, configs) in &self.broker_configs {
             if configs.is_empty() {
@@ -247,6 +282,7 @@ impl MetadataImage {
                     isr: p.isr.clone(),
                     leader: p.leader,
                     leader_epoch: p.leader_epoch,
+                    partition_epoch: p.partition_epoch,
                 });
             }
             for (key, value) in &t.configs {
@@ -268,6 +304,15 @@ impl MetadataImage {
 
     pub fn topic_by_id(&self, id: &Uuid) -> Option<&TopicImage> {
         self.topic_ids.get(id).and_then(|n| self.topics.get(n))
+    }
+
+    /// Registered brokers that are not fenced: where leaders and new replicas may go.
+    pub fn live_brokers(&self) -> impl Iterator<Item = &BrokerImage> {
+        self.brokers.values().filter(|b| !b.fenced)
+    }
+
+    pub fn is_live(&self, node: i32) -> bool {
+        self.brokers.get(&node).is_some_and(|b| !b.fenced)
     }
 
     /// A dynamic broker value for `node` (node-specific first, then the cluster default).
@@ -298,6 +343,7 @@ mod tests {
                 isr: vec![1],
                 leader: 1,
                 leader_epoch: 0,
+                partition_epoch: 0,
             },
             MetadataRecord::Config {
                 resource_type: ResourceType::Topic,
@@ -328,27 +374,55 @@ mod tests {
         let topic = (0u128..4).prop_map(|i| (format!("t{i}"), Uuid::from_u128(i)));
         let ids = proptest::collection::vec(0i32..4, 0..3);
         prop_oneof![
-            (0i32..3, "h[a-c]", 1i32..10, proptest::option::of("r[ab]")).prop_map(
-                |(node_id, host, port, rack)| MetadataRecord::RegisterBroker {
-                    node_id,
-                    host,
-                    port,
-                    rack
-                }
-            ),
+            (
+                0i32..3,
+                "h[a-c]",
+                1i32..10,
+                proptest::option::of("r[ab]"),
+                0i64..9
+            )
+                .prop_map(|(node_id, host, port, rack, epoch)| {
+                    MetadataRecord::RegisterBroker {
+                        node_id,
+                        host,
+                        port,
+                        rack,
+                        epoch,
+                    }
+                }),
+            (0i32..4, proptest::bool::ANY)
+                .prop_map(|(node_id, fenced)| MetadataRecord::BrokerFenced { node_id, fenced }),
             topic.prop_map(|(name, topic_id)| MetadataRecord::Topic { name, topic_id }),
-            (id.clone(), 0i32..3, ids.clone(), ids, -1i32..3, 0i32..5).prop_map(
-                |(topic_id, partition, replicas, isr, leader, leader_epoch)| {
-                    MetadataRecord::Partition {
+            (
+                id.clone(),
+                0i32..3,
+                ids.clone(),
+                ids,
+                -1i32..3,
+                0i32..5,
+                0i32..5
+            )
+                .prop_map(
+                    |(
                         topic_id,
                         partition,
                         replicas,
                         isr,
                         leader,
                         leader_epoch,
+                        partition_epoch,
+                    )| {
+                        MetadataRecord::Partition {
+                            topic_id,
+                            partition,
+                            replicas,
+                            isr,
+                            leader,
+                            leader_epoch,
+                            partition_epoch,
+                        }
                     }
-                }
-            ),
+                ),
             id.prop_map(|topic_id| MetadataRecord::RemoveTopic { topic_id }),
             (
                 prop_oneof![Just(ResourceType::Topic), Just(ResourceType::Broker)],

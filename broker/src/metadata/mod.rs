@@ -8,6 +8,7 @@
 //! [`MetadataLog`] is the single-node log from before the quorum (one batch of JSON-encoded
 //! records per commit in `__cluster_metadata-0`); it is read once, to migrate such a directory.
 
+pub mod brokers;
 pub mod image;
 pub mod topics;
 
@@ -358,6 +359,33 @@ impl Metadata {
     /// The images this node applies, in order, as they are published.
     pub fn subscribe(&self) -> tokio::sync::watch::Receiver<Published> {
         self.images.clone()
+    }
+
+    /// Tells the active controller that `node_id` is alive (and whether it wants to be
+    /// fenced); returns whether a leader took it.
+    pub async fn heartbeat(&self, node_id: i32, want_fence: bool) -> Result<bool> {
+        let hb = crate::quorum::network::Heartbeat {
+            node_id,
+            want_fence,
+        };
+        self.quorum
+            .heartbeat(hb, std::time::Duration::from_secs(1))
+            .await
+    }
+
+    /// Whether this node is the active controller (it leads the quorum).
+    pub fn is_controller(&self) -> bool {
+        self.quorum.status().is_leader
+    }
+
+    /// Where this voter stands in the quorum.
+    pub fn quorum_status(&self) -> crate::quorum::QuorumStatus {
+        self.quorum.status()
+    }
+
+    /// The heartbeats this node received as the active controller.
+    pub fn heartbeats_seen(&self) -> std::collections::HashMap<i32, crate::quorum::network::Seen> {
+        self.quorum.heartbeats_seen()
     }
 
     /// Answers a quorum RPC frame from another voter.

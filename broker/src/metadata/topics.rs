@@ -93,6 +93,7 @@ pub fn plan_create_topic(
         ));
     }
     let brokers: Vec<i32> = image.brokers.keys().copied().collect();
+    let live: Vec<i32> = image.live_brokers().map(|b| b.node_id).collect();
     let assignments: Vec<Vec<i32>> = if !spec.assignments.is_empty() {
         if spec.partitions != -1 || spec.replication_factor != -1 {
             return Err(Refusal::new(
@@ -136,14 +137,14 @@ pub fn plan_create_topic(
                 "Replication factor must be larger than 0.",
             ));
         }
-        if rf as usize > brokers.len() {
+        if rf as usize > live.len() {
             return Err(Refusal::new(
                 ResponseError::InvalidReplicationFactor,
-                format!("Unable to replicate the partition {rf} time(s): The target replication factor of {rf} cannot be reached because only {} broker(s) are registered.", brokers.len()),
+                format!("Unable to replicate the partition {rf} time(s): The target replication factor of {rf} cannot be reached because only {} broker(s) are registered.", live.len()),
             ));
         }
         (0..partitions)
-            .map(|p| assign(&brokers, p, rf as usize))
+            .map(|p| assign(&live, p, rf as usize))
             .collect()
     };
     for (k, v) in &spec.configs {
@@ -155,7 +156,7 @@ pub fn plan_create_topic(
         topic_id: id,
     }];
     for (p, replicas) in assignments.into_iter().enumerate() {
-        recs.push(partition_record(id, p as i32, replicas));
+        recs.push(partition_record(image, id, p as i32, replicas)?);
     }
     for (k, v) in &spec.configs {
         recs.push(MetadataRecord::Config {
@@ -200,15 +201,34 @@ fn assign(brokers: &[i32], partition: i32, rf: usize) -> Vec<i32> {
         .collect()
 }
 
-fn partition_record(topic_id: Uuid, partition: i32, replicas: Vec<i32>) -> MetadataRecord {
-    MetadataRecord::Partition {
+/// A new partition: its live replicas are in sync (it is empty), and the first of them leads.
+/// Kafka refuses a manual assignment whose replicas are all fenced.
+fn partition_record(
+    image: &MetadataImage,
+    topic_id: Uuid,
+    partition: i32,
+    replicas: Vec<i32>,
+) -> Result<MetadataRecord, Refusal> {
+    let isr: Vec<i32> = replicas
+        .iter()
+        .copied()
+        .filter(|b| image.is_live(*b))
+        .collect();
+    let Some(&leader) = isr.first() else {
+        return Err(Refusal::new(
+            ResponseError::InvalidReplicaAssignment,
+            format!("All brokers specified in the partition assignment for partition {partition} are fenced or in controlled shutdown."),
+        ));
+    };
+    Ok(MetadataRecord::Partition {
         topic_id,
         partition,
-        leader: replicas[0],
-        isr: replicas.clone(),
+        leader,
+        isr,
         replicas,
         leader_epoch: 0,
-    }
+        partition_epoch: 0,
+    })
 }
 
 /// Records that grow a topic to `count` partitions.
@@ -238,6 +258,7 @@ pub fn plan_create_partitions(
         ));
     }
     let brokers: Vec<i32> = image.brokers.keys().copied().collect();
+    let live: Vec<i32> = image.live_brokers().map(|b| b.node_id).collect();
     let rf = t.partitions.first().map(|p| p.replicas.len()).unwrap_or(1);
     let mut recs = Vec::new();
     for p in current..count {
@@ -252,9 +273,15 @@ pub fn plan_create_partitions(
                 check_replicas(r, &brokers)?;
                 r.clone()
             }
-            None => assign(&brokers, p, rf.min(brokers.len())),
+            None if live.is_empty() => {
+                return Err(Refusal::new(
+                    ResponseError::InvalidReplicationFactor,
+                    "No live broker can host the new partitions",
+                ))
+            }
+            None => assign(&live, p, rf.min(live.len())),
         };
-        recs.push(partition_record(t.id, p, replicas));
+        recs.push(partition_record(image, t.id, p, replicas)?);
     }
     Ok(recs)
 }
@@ -270,6 +297,7 @@ mod tests {
             host: "localhost".into(),
             port: 9092,
             rack: None,
+            epoch: 1,
         });
         img
     }

@@ -107,6 +107,10 @@ pub struct Quorum {
     images: watch::Receiver<Published>,
     /// The connection writes planned here are forwarded on, to the leader as last known.
     forward: tokio::sync::Mutex<Option<network::PeerClient>>,
+    /// The connection this node's heartbeats go on (apart from writes, which may be slow).
+    heartbeats: tokio::sync::Mutex<Option<network::PeerClient>>,
+    /// Heartbeats received while leading.
+    liveness: network::Liveness,
 }
 
 /// How long a write looks for a leader (an election, or a leader that is not yet known here)
@@ -170,12 +174,48 @@ impl Quorum {
             raft,
             images,
             forward: tokio::sync::Mutex::new(None),
+            heartbeats: tokio::sync::Mutex::new(None),
+            liveness: network::Liveness::default(),
         })
     }
 
     /// Answers one quorum RPC frame from a peer (see [`network::serve`]).
     pub async fn serve(&self, frame: &[u8]) -> Result<Vec<u8>> {
-        network::serve(&self.raft, frame).await
+        network::serve(&self.raft, &self.liveness, frame).await
+    }
+
+    /// Tells the leader (the active controller) that broker `hb.node_id` is alive. Returns
+    /// whether a leader took it; one attempt of at most `ttl`.
+    pub async fn heartbeat(
+        &self,
+        hb: network::Heartbeat,
+        ttl: std::time::Duration,
+    ) -> Result<bool> {
+        let m = self.raft.metrics().borrow().clone();
+        let Some(leader) = m.current_leader else {
+            return Ok(false);
+        };
+        if leader == self.node_id {
+            self.liveness.record(hb);
+            return Ok(true);
+        }
+        let Some(node) = m.membership_config.membership().get_node(&leader).cloned() else {
+            return Ok(false);
+        };
+        let mut client = self.heartbeats.lock().await;
+        if client.as_ref().is_none_or(|c| c.target() != leader) {
+            *client = Some(network::PeerClient::to_voter(self.node_id, leader, &node));
+        }
+        let result = client.as_mut().expect("set above").heartbeat(hb, ttl).await;
+        if result.is_err() {
+            *client = None;
+        }
+        result
+    }
+
+    /// The heartbeats this voter received (meaningful while it leads).
+    pub fn heartbeats_seen(&self) -> std::collections::HashMap<i32, network::Seen> {
+        self.liveness.snapshot()
     }
 
     /// Waits until some voter leads and this one has applied entries, so that its image is

@@ -14,6 +14,7 @@
 //! per target, and each `RaftNetwork` value owns its connection, so a vote never queues
 //! behind a snapshot chunk), and reconnects after any error.
 
+use std::collections::HashMap;
 use std::io;
 use std::time::Duration;
 
@@ -29,7 +30,7 @@ use openraft::raft::{
 };
 use openraft::Raft;
 use serde::de::DeserializeOwned;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -50,6 +51,8 @@ const KIND_SNAPSHOT_CHUNK: u8 = 3;
 /// A metadata command planned on another voter, for the leader to write (KRaft forwards a
 /// broker's writes to the active controller the same way).
 const KIND_CLIENT_WRITE: u8 = 5;
+/// A broker telling the active controller it is alive (Kafka's BrokerHeartbeat).
+const KIND_HEARTBEAT: u8 = 6;
 
 const STATUS_OK: u8 = 0;
 const STATUS_RAFT_ERROR: u8 = 1;
@@ -192,9 +195,54 @@ fn reply<T: Serialize, E: Serialize>(
     }
 }
 
-/// Answers one quorum request frame (without its length prefix) on `raft`. An error means
-/// broken framing: the caller closes the connection.
-pub async fn serve(raft: &Raft<QuorumTypes>, frame: &[u8]) -> Result<Vec<u8>> {
+/// A broker's heartbeat: it is alive, and whether it wants to be fenced (it is shutting down).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct Heartbeat {
+    pub node_id: i32,
+    pub want_fence: bool,
+}
+
+/// The answer: whether the voter asked leads (only the leader keeps heartbeats).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+struct HeartbeatReply {
+    leader: bool,
+}
+
+/// When a broker was last heard from, and what it asked.
+#[derive(Debug, Clone, Copy)]
+pub struct Seen {
+    pub at: std::time::Instant,
+    pub want_fence: bool,
+}
+
+/// The heartbeats this voter received while it led: the active controller's view of which
+/// brokers are alive. In memory only, as Kafka's controller keeps it: a new leader gives every
+/// broker a full session before it fences anyone.
+#[derive(Debug, Default)]
+pub struct Liveness {
+    seen: parking_lot::Mutex<HashMap<i32, Seen>>,
+}
+
+impl Liveness {
+    pub fn record(&self, hb: Heartbeat) {
+        self.seen.lock().insert(
+            hb.node_id,
+            Seen {
+                at: std::time::Instant::now(),
+                want_fence: hb.want_fence,
+            },
+        );
+    }
+
+    pub fn snapshot(&self) -> HashMap<i32, Seen> {
+        self.seen.lock().clone()
+    }
+}
+
+/// Answers one quorum request frame (without its length prefix) on `raft`; heartbeats are
+/// kept in `liveness` while this voter leads. An error means broken framing: the caller
+/// closes the connection.
+pub async fn serve(raft: &Raft<QuorumTypes>, liveness: &Liveness, frame: &[u8]) -> Result<Vec<u8>> {
     let req = decode_request(frame)?;
     let c = req.correlation_id;
     if req.version != FJORD_RAFT_VERSION {
@@ -217,6 +265,14 @@ pub async fn serve(raft: &Raft<QuorumTypes>, frame: &[u8]) -> Result<Vec<u8>> {
         KIND_CLIENT_WRITE => {
             let command: MetadataCommand = parse(req.json, "client write")?;
             Ok(reply(c, raft.client_write(command).await))
+        }
+        KIND_HEARTBEAT => {
+            let hb: Heartbeat = parse(req.json, "heartbeat")?;
+            let leader = raft.metrics().borrow().state.is_leader();
+            if leader {
+                liveness.record(hb);
+            }
+            Ok(reply::<_, ()>(c, Ok(HeartbeatReply { leader })))
         }
         kind => Err(Error::Protocol(format!("unknown quorum RPC kind {kind}"))),
     }
@@ -426,6 +482,30 @@ impl PeerClient {
     }
 }
 
+impl PeerClient {
+    /// Sends a heartbeat; returns whether the voter leads (and so kept it).
+    pub async fn heartbeat(&mut self, hb: Heartbeat, ttl: Duration) -> Result<bool> {
+        let json = serde_json::to_vec(&hb).expect("heartbeats serialize");
+        let (status, body) =
+            self.call(KIND_HEARTBEAT, &json, &[], ttl)
+                .await
+                .map_err(|e| match e {
+                    CallError::Unreachable(e) | CallError::Network(e) => Error::Metadata(format!(
+                        "sending a heartbeat to voter {}: {e}",
+                        self.target
+                    )),
+                })?;
+        if status != STATUS_OK {
+            return Err(Error::Metadata(format!(
+                "voter {} answered a heartbeat with status {status}",
+                self.target
+            )));
+        }
+        let reply: HeartbeatReply = parse(&body, "heartbeat response")?;
+        Ok(reply.leader)
+    }
+}
+
 impl RaftNetwork<QuorumTypes> for PeerClient {
     async fn append_entries(
         &mut self,
@@ -476,7 +556,7 @@ pub fn spawn_accept_loop(
                     if stream.read_exact(&mut frame).await.is_err() {
                         return;
                     }
-                    let Ok(response) = serve(&raft, &frame).await else {
+                    let Ok(response) = serve(&raft, &Liveness::default(), &frame).await else {
                         return;
                     };
                     let len = (response.len() as i32).to_be_bytes();

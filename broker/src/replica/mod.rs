@@ -31,6 +31,7 @@ use crate::error::{Error, Result};
 use crate::log::batch::{validate_record_set, BatchError};
 use crate::log::validate::{check_batch, Invalid, Rules};
 use crate::log::{now_ms, FileSlice, PartitionLog, ReadResult};
+use crate::metadata::brokers::IsrChange;
 use crate::metadata::{MetadataImage, METADATA_DIR};
 use epochs::LeaderEpochs;
 pub use partition::Offsets;
@@ -755,6 +756,44 @@ impl ReplicaManager {
         self.partitions.read().values().cloned().collect()
     }
 
+    /// The ISR changes this node's led partitions need (Kafka's AlterPartition requests):
+    /// followers that stopped catching up for `replica.lag.time.max.ms` out, caught-up live
+    /// followers in. Each partition's additions hold its high watermark from now on, until the
+    /// controller's answer comes back in an image or [`isr_refused`](Self::isr_refused).
+    pub fn isr_proposals(&self, image: &MetadataImage) -> Vec<IsrChange> {
+        let now = now_ms();
+        let max_lag = self.config.replica_lag_time_max_ms;
+        let mut out = Vec::new();
+        for p in self.all() {
+            let mut st = p.state.lock();
+            let Some(isr) = st.partition.propose_isr(now, max_lag, |b| image.is_live(b)) else {
+                continue;
+            };
+            out.push(IsrChange {
+                topic_id: p.topic_id,
+                partition: p.tp.partition,
+                leader: self.node_id,
+                leader_epoch: st.partition.leader_epoch(),
+                partition_epoch: st.partition.partition_epoch(),
+                isr,
+            });
+        }
+        out
+    }
+
+    /// The controller refused `change` (the partition moved on meanwhile).
+    pub fn isr_refused(&self, change: &IsrChange) {
+        let p = self
+            .partitions
+            .read()
+            .values()
+            .find(|p| p.topic_id == change.topic_id && p.tp.partition == change.partition)
+            .cloned();
+        if let Some(p) = p {
+            p.state.lock().partition.proposal_refused();
+        }
+    }
+
     /// The resolved config of a topic from the image and the broker's settings.
     pub fn topic_config(&self, image: &MetadataImage, topic: &str) -> TopicConfig {
         let overrides = image.topics.get(topic).map(|t| &t.configs);
@@ -1110,6 +1149,7 @@ mod tests {
             isr: vec![config.node_id],
             leader: config.node_id,
             leader_epoch: epoch,
+            partition_epoch: epoch,
         };
         let mut image = MetadataImage::default();
         image.apply(&MetadataRecord::Topic {
@@ -1186,6 +1226,7 @@ mod tests {
             isr: vec![me, f1, f2],
             leader: me,
             leader_epoch: 2,
+            partition_epoch: 2,
         });
         replicas.sync(&Arc::new(image)).unwrap();
         let p = replicas.get("r", 0).unwrap();

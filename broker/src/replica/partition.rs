@@ -62,6 +62,15 @@ pub struct PartitionState {
     leader_epoch: i32,
     replicas: Vec<i32>,
     isr: Vec<i32>,
+    /// The image's partition epoch: an ISR change is planned on it.
+    partition_epoch: i32,
+    /// Members this leader asked the controller to add to the ISR, not yet in the image. The
+    /// high watermark waits for them too (Kafka's "maximal ISR", KIP-497): a member added
+    /// once its log reached the high watermark must never find it moved past its log end.
+    joining: Vec<i32>,
+    /// The leader's log end when it took this leader epoch: a follower joins the ISR only
+    /// once it has everything up to there.
+    epoch_start: i64,
     /// `min.insync.replicas` of the topic: `acks=all` is refused below it.
     min_isr: i32,
     high_watermark: i64,
@@ -80,6 +89,9 @@ impl PartitionState {
             leader_epoch: -1,
             replicas: Vec::new(),
             isr: Vec::new(),
+            partition_epoch: -1,
+            joining: Vec::new(),
+            epoch_start: 0,
             min_isr: 1,
             high_watermark,
             followers: BTreeMap::new(),
@@ -100,6 +112,10 @@ impl PartitionState {
 
     pub fn isr(&self) -> &[i32] {
         &self.isr
+    }
+
+    pub fn partition_epoch(&self) -> i32 {
+        self.partition_epoch
     }
 
     /// Led here with fewer in-sync replicas than replicas (Kafka's UnderReplicatedPartitions
@@ -133,8 +149,15 @@ impl PartitionState {
         self.role = role;
         self.leader_epoch = p.leader_epoch;
         self.replicas = p.replicas.clone();
+        if changed || p.partition_epoch != self.partition_epoch {
+            self.joining.clear();
+        }
         self.isr = p.isr.clone();
+        self.partition_epoch = p.partition_epoch;
         self.min_isr = min_isr;
+        if changed && self.is_leader() {
+            self.epoch_start = log_end;
+        }
         if self.is_leader() {
             let fresh = Progress {
                 log_end: -1,
@@ -240,7 +263,7 @@ impl PartitionState {
             progress.caught_up_ms = now_ms;
         }
         let high_watermark_advanced = self.advance_high_watermark(log_end);
-        let expand_isr = !self.isr.contains(&follower) && fetch_offset >= self.high_watermark;
+        let expand_isr = !self.isr.contains(&follower) && self.may_join(fetch_offset);
         FollowerFetch {
             high_watermark_advanced,
             expand_isr,
@@ -258,6 +281,56 @@ impl PartitionState {
             .filter(|(id, p)| self.isr.contains(id) && now_ms - p.caught_up_ms > max_lag_ms)
             .map(|(id, _)| *id)
             .collect()
+    }
+
+    /// Whether a follower whose log ends at `log_end` may join the ISR: it has everything
+    /// below the high watermark and everything written before this leader epoch began.
+    fn may_join(&self, log_end: i64) -> bool {
+        log_end >= self.high_watermark && log_end >= self.epoch_start
+    }
+
+    /// The ISR this leader should ask the controller for, if it differs from the image's:
+    /// lagging members out (see [`lagging_followers`](Self::lagging_followers)), caught-up
+    /// replicas that `eligible` allows (live brokers) in. Additions count toward the high
+    /// watermark from now on, until the image answers (see [`apply`](Self::apply)).
+    pub fn propose_isr(
+        &mut self,
+        now_ms: i64,
+        max_lag_ms: i64,
+        eligible: impl Fn(i32) -> bool,
+    ) -> Option<Vec<i32>> {
+        if !self.is_leader() {
+            return None;
+        }
+        let lagging = self.lagging_followers(now_ms, max_lag_ms);
+        let joining: Vec<i32> = self
+            .followers
+            .iter()
+            .filter(|(id, p)| {
+                !self.isr.contains(id)
+                    && p.log_end >= 0
+                    && self.may_join(p.log_end)
+                    && eligible(**id)
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        if lagging.is_empty() && joining.is_empty() {
+            return None;
+        }
+        let isr: Vec<i32> = self
+            .replicas
+            .iter()
+            .copied()
+            .filter(|r| (self.isr.contains(r) && !lagging.contains(r)) || joining.contains(r))
+            .collect();
+        self.joining = joining;
+        Some(isr)
+    }
+
+    /// The controller refused a proposed ISR: the members it would have added stop holding
+    /// the high watermark.
+    pub fn proposal_refused(&mut self) {
+        self.joining.clear();
     }
 
     /// A follower learns the leader's high watermark from its fetch responses; it never holds
@@ -293,7 +366,7 @@ impl PartitionState {
             return false;
         }
         let mut hw = log_end;
-        for id in &self.isr {
+        for id in self.isr.iter().chain(&self.joining) {
             if *id == self.node_id {
                 continue;
             }
@@ -318,6 +391,7 @@ mod tests {
             isr: isr.to_vec(),
             leader,
             leader_epoch: epoch,
+            partition_epoch: epoch,
         }
     }
 

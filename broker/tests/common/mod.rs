@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod cluster;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -407,6 +409,28 @@ pub async fn metadata(c: &mut Client, t: &str, auto_create: bool) -> TestResult<
         )
         .await?;
     Ok((md.topics[0].error_code, md.topics[0].topic_id))
+}
+
+/// OffsetCommit of `offset` for partition 0 of `topic` by `group`, outside any generation (as
+/// an admin client or a simple consumer commits).
+pub fn commit_request(
+    group: &str,
+    topic: &str,
+    offset: i64,
+) -> kafka_protocol::messages::OffsetCommitRequest {
+    use kafka_protocol::messages::offset_commit_request::{
+        OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+    };
+    kafka_protocol::messages::OffsetCommitRequest::default()
+        .with_group_id(kafka_protocol::messages::GroupId(StrBytes::from_string(
+            group.to_string(),
+        )))
+        .with_generation_id_or_member_epoch(-1)
+        .with_topics(vec![OffsetCommitRequestTopic::default()
+            .with_name(name(topic))
+            .with_partitions(vec![OffsetCommitRequestPartition::default()
+                .with_partition_index(0)
+                .with_committed_offset(offset)])])
 }
 
 /// FindCoordinator for a group, as every client sends before its first group request (it

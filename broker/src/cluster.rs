@@ -1,0 +1,149 @@
+//! The loops that keep a cluster's metadata true to what is running, each a thin driver of a
+//! pure planner in [`crate::metadata::brokers`]:
+//!
+//! - every node sends the active controller (the quorum leader) a heartbeat each
+//!   `broker.heartbeat.interval.ms` ([`heartbeats`]);
+//! - the active controller fences a broker it has not heard from for
+//!   `broker.session.timeout.ms`, which moves the leadership of its partitions and takes it
+//!   out of their ISRs, and unfences it when it is heard from again ([`fence_and_unfence`]);
+//! - each partition leader asks for ISR changes: followers that stopped catching up for
+//!   `replica.lag.time.max.ms` out, caught-up ones back in ([`isr_changes`]);
+//! - a node shutting down fences itself first, so that leadership moves before it stops
+//!   serving ([`controlled_shutdown`]).
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::broker::Broker;
+use crate::metadata::brokers::{plan_fence, plan_isr_change, plan_unfence};
+
+/// Sends this node's heartbeat to the active controller, forever.
+pub async fn heartbeats(broker: Arc<Broker>) {
+    let every = Duration::from_millis(broker.config.broker_heartbeat_interval_ms);
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let node = broker.config.node_id;
+    loop {
+        tick.tick().await;
+        let want_fence = broker.shutting_down.load(Ordering::Relaxed);
+        if let Err(e) = broker.metadata.heartbeat(node, want_fence).await {
+            tracing::debug!(error = %e, "heartbeat to the active controller failed");
+        }
+    }
+}
+
+/// On the active controller: fences brokers whose session expired, unfences fenced brokers
+/// that are heard from again (unless they asked to stay fenced, shutting down).
+pub async fn fence_and_unfence(broker: Arc<Broker>) {
+    let session = Duration::from_millis(broker.config.broker_session_timeout_ms);
+    let every = Duration::from_millis(broker.config.broker_heartbeat_interval_ms)
+        .min(Duration::from_millis(250));
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut leading_since: Option<Instant> = None;
+    loop {
+        tick.tick().await;
+        if !broker.metadata.is_controller() {
+            leading_since = None;
+            continue;
+        }
+        // A new controller gives every broker a whole session from now.
+        let since = *leading_since.get_or_insert_with(Instant::now);
+        let seen = broker.metadata.heartbeats_seen();
+        let image = broker.metadata.latest().image;
+        let now = Instant::now();
+        for b in image.brokers.values() {
+            let heard = seen.get(&b.node_id);
+            let last = heard.map_or(since, |s| s.at.max(since));
+            let alive = now.duration_since(last) < session;
+            let node = b.node_id;
+            if !b.fenced && !alive {
+                tracing::warn!(
+                    broker = node,
+                    silent_ms = now.duration_since(last).as_millis() as u64,
+                    "fencing a broker that stopped heartbeating"
+                );
+                if let Err(r) = broker
+                    .commit_metadata(|img| Ok(plan_fence(img, node)))
+                    .await
+                {
+                    tracing::warn!(broker = node, error = %r.message, "fencing failed; retrying");
+                }
+            } else if b.fenced
+                && heard.is_some_and(|s| !s.want_fence && now.duration_since(s.at) < session)
+            {
+                tracing::info!(broker = node, "unfencing a broker that heartbeats again");
+                if let Err(r) = broker
+                    .commit_metadata(|img| Ok(plan_unfence(img, node)))
+                    .await
+                {
+                    tracing::warn!(broker = node, error = %r.message, "unfencing failed; retrying");
+                }
+            }
+        }
+    }
+}
+
+/// On every node: asks for the ISR changes its led partitions need (Kafka's AlterPartition).
+pub async fn isr_changes(broker: Arc<Broker>) {
+    let every =
+        Duration::from_millis((broker.config.replica_lag_time_max_ms / 2).clamp(1, 500) as u64);
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let image = broker.metadata.image();
+        for change in broker.replicas.isr_proposals(&image) {
+            let outcome = broker
+                .commit_metadata(|img| plan_isr_change(img, &change))
+                .await;
+            match outcome {
+                Ok(_) => tracing::info!(
+                    topic_id = %change.topic_id,
+                    partition = change.partition,
+                    isr = ?change.isr,
+                    "ISR changed"
+                ),
+                Err(r) => {
+                    broker.replicas.isr_refused(&change);
+                    tracing::debug!(partition = change.partition, error = %r.message, "ISR change refused");
+                }
+            }
+        }
+    }
+}
+
+/// Moves leadership away from this node before it stops (Kafka's controlled shutdown): its
+/// heartbeats ask to stay fenced, and it fences itself, which elects other leaders for what
+/// it led. Skipped for a node alone in its cluster, which has nowhere to move leadership.
+pub async fn controlled_shutdown(broker: &Broker) {
+    broker.shutting_down.store(true, Ordering::Relaxed);
+    let image = broker.metadata.image();
+    let node = broker.config.node_id;
+    if image.live_brokers().all(|b| b.node_id == node) {
+        return;
+    }
+    // Said before the fence is committed, so that the controller never unfences it again.
+    if let Err(e) = broker.metadata.heartbeat(node, true).await {
+        tracing::debug!(error = %e, "heartbeat to the active controller failed");
+    }
+    // Past a session, the controller fences a silent broker anyway: waiting longer for a
+    // quorum that is not there only delays the stop.
+    let session = Duration::from_millis(broker.config.broker_session_timeout_ms);
+    let started = Instant::now();
+    let fenced = broker.commit_metadata(|img| Ok(plan_fence(img, node)));
+    match tokio::time::timeout(session, fenced).await {
+        Ok(Ok(_)) => tracing::info!(
+            took_ms = started.elapsed().as_millis() as u64,
+            "controlled shutdown: leadership moved to other brokers"
+        ),
+        Ok(Err(r)) => {
+            tracing::warn!(error = %r.message, "controlled shutdown failed; stopping anyway")
+        }
+        Err(_) => tracing::warn!(
+            timeout_ms = session.as_millis() as u64,
+            "controlled shutdown found no quorum; stopping anyway"
+        ),
+    }
+}
