@@ -16,7 +16,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::broker::Broker;
-use crate::metadata::brokers::{plan_fence, plan_isr_change, plan_unfence};
+use crate::metadata::brokers::{plan_fence, plan_isr_change, plan_unfence, IsrChange};
+use crate::metadata::MetadataImage;
 
 /// Sends this node's heartbeat to the active controller, forever.
 pub async fn heartbeats(broker: Arc<Broker>) {
@@ -58,7 +59,9 @@ pub async fn fence_and_unfence(broker: Arc<Broker>) {
             let last = heard.map_or(since, |s| s.at.max(since));
             let alive = now.duration_since(last) < session;
             let node = b.node_id;
-            if !b.fenced && !alive {
+            // This node runs the loop, so it is alive whatever its heartbeat task's timing.
+            let me = node == broker.config.node_id;
+            if !b.fenced && !alive && !me {
                 tracing::warn!(
                     broker = node,
                     silent_ms = now.duration_since(last).as_millis() as u64,
@@ -99,12 +102,17 @@ pub async fn isr_changes(broker: Arc<Broker>) {
                 .commit_metadata(|img| plan_isr_change(img, &change))
                 .await;
             match outcome {
-                Ok(_) => tracing::info!(
-                    topic_id = %change.topic_id,
-                    partition = change.partition,
-                    isr = ?change.isr,
-                    "ISR changed"
-                ),
+                Ok(_) => {
+                    let (added, removed) = isr_delta(&change, &image);
+                    broker.metrics.isr_expands.inc_by(added);
+                    broker.metrics.isr_shrinks.inc_by(removed);
+                    tracing::info!(
+                        topic_id = %change.topic_id,
+                        partition = change.partition,
+                        isr = ?change.isr,
+                        "ISR changed"
+                    )
+                }
                 Err(r) => {
                     broker.replicas.isr_refused(&change);
                     tracing::debug!(partition = change.partition, error = %r.message, "ISR change refused");
@@ -112,6 +120,18 @@ pub async fn isr_changes(broker: Arc<Broker>) {
             }
         }
     }
+}
+
+/// How many members `change` adds to and removes from the ISR `image` had.
+fn isr_delta(change: &IsrChange, image: &MetadataImage) -> (u64, u64) {
+    let before = image
+        .topic_by_id(&change.topic_id)
+        .and_then(|t| t.partitions.get(change.partition as usize))
+        .map(|p| p.isr.clone())
+        .unwrap_or_default();
+    let added = change.isr.iter().filter(|b| !before.contains(b)).count();
+    let removed = before.iter().filter(|b| !change.isr.contains(b)).count();
+    (added as u64, removed as u64)
 }
 
 /// Moves leadership away from this node before it stops (Kafka's controlled shutdown): its

@@ -40,6 +40,12 @@ pub struct Metrics {
     leaders: IntGauge,
     replicas_hosted: IntGauge,
     offline: IntGauge,
+    active_controller: IntGauge,
+    fenced_brokers: IntGauge,
+    active_brokers: IntGauge,
+    /// ISR changes this broker's leaders had accepted (Kafka's IsrShrinksPerSec / IsrExpandsPerSec).
+    pub isr_shrinks: IntCounter,
+    pub isr_expands: IntCounter,
 }
 
 impl Default for Metrics {
@@ -137,8 +143,34 @@ impl Metrics {
             "kafka_controller_kafkacontroller_offlinepartitionscount",
             "Partitions without a leader in the metadata",
         );
+        let active_controller = gauge(
+            "kafka_controller_kafkacontroller_activecontrollercount",
+            "1 on the active controller (the metadata quorum leader), 0 elsewhere",
+        );
+        let fenced_brokers = gauge(
+            "kafka_controller_kafkacontroller_fencedbrokercount",
+            "Registered brokers that are fenced",
+        );
+        let active_brokers = gauge(
+            "kafka_controller_kafkacontroller_activebrokercount",
+            "Registered brokers that are not fenced",
+        );
+        let counter = |name: &str, help: &str| IntCounter::new(name, help).expect("valid metric");
+        let isr_shrinks = counter(
+            "kafka_server_replicamanager_isrshrinks_total",
+            "Followers removed from the ISR of partitions led here",
+        );
+        let isr_expands = counter(
+            "kafka_server_replicamanager_isrexpands_total",
+            "Followers added to the ISR of partitions led here",
+        );
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(active_controller.clone()),
+            Box::new(fenced_brokers.clone()),
+            Box::new(active_brokers.clone()),
+            Box::new(isr_shrinks.clone()),
+            Box::new(isr_expands.clone()),
             Box::new(under_replicated.clone()),
             Box::new(under_min_isr.clone()),
             Box::new(leaders.clone()),
@@ -173,6 +205,11 @@ impl Metrics {
             leaders,
             replicas_hosted,
             offline,
+            active_controller,
+            fenced_brokers,
+            active_brokers,
+            isr_shrinks,
+            isr_expands,
         }
     }
 
@@ -191,6 +228,11 @@ impl Metrics {
             offline += t.partitions.iter().filter(|p| p.leader < 0).count() as i64;
         }
         self.offline.set(offline);
+        self.active_controller
+            .set(broker.metadata.is_controller() as i64);
+        let fenced = image.brokers.values().filter(|b| b.fenced).count() as i64;
+        self.fenced_brokers.set(fenced);
+        self.active_brokers.set(image.brokers.len() as i64 - fenced);
         let (mut under_replicated, mut under_min_isr, mut leaders) = (0, 0, 0);
         let hosted = broker.replicas.all();
         self.replicas_hosted.set(hosted.len() as i64);

@@ -77,6 +77,16 @@ async fn values(addr: std::net::SocketAddr, t: &str) -> TestResult<Vec<String>> 
     Ok(records_of(&r)?.into_iter().map(|(_, _, v)| v).collect())
 }
 
+/// DescribeQuorum for the metadata partition, as `kafka-metadata-quorum.sh` sends it.
+fn describe_quorum() -> kafka_protocol::messages::DescribeQuorumRequest {
+    use kafka_protocol::messages::describe_quorum_request::{PartitionData, TopicData};
+    kafka_protocol::messages::DescribeQuorumRequest::default().with_topics(vec![
+        TopicData::default()
+            .with_topic_name(name("__cluster_metadata"))
+            .with_partitions(vec![PartitionData::default().with_partition_index(0)]),
+    ])
+}
+
 /// Creates `t` with one partition of three replicas (`min.insync.replicas=2`) through node 1,
 /// and returns it once all three are in sync.
 async fn rf3_topic(cluster: &Cluster, t: &str) -> TestResult<PartitionView> {
@@ -198,6 +208,35 @@ async fn three_voters_share_metadata_and_replicate_a_topic() -> TestResult {
         let r = fetch(&mut c, &t, *partition, 0).await?;
         assert_eq!(r.responses[0].partitions[0].high_watermark, 5);
     }
+
+    // DescribeQuorum (kafka-metadata-quorum.sh) answers the same on every node: one leader,
+    // three voters with their controller endpoints, each holding the log.
+    let mut leaders = std::collections::BTreeSet::new();
+    for node in &cluster.nodes {
+        let addr = node.addr;
+        let (leader, voters, endpoints) = eventually(
+            "the quorum described",
+            Duration::from_secs(20),
+            || async move {
+                let mut c = Client::connect(addr).await.ok()?;
+                let r = c.send(describe_quorum(), 2).await.ok()?;
+                let p = &r.topics[0].partitions[0];
+                let caught_up = p.current_voters.len() == 3
+                    && p.current_voters.iter().all(|v| v.log_end_offset > 0);
+                (p.error_code == 0 && caught_up && p.high_watermark > 0).then(|| {
+                    let voters: Vec<i32> =
+                        p.current_voters.iter().map(|v| v.replica_id.0).collect();
+                    let endpoints: Vec<usize> = r.nodes.iter().map(|n| n.listeners.len()).collect();
+                    (p.leader_id.0, voters, endpoints)
+                })
+            },
+        )
+        .await?;
+        assert_eq!(voters, [1, 2, 3]);
+        assert_eq!(endpoints, [1, 1, 1]);
+        leaders.insert(leader);
+    }
+    assert_eq!(leaders.len(), 1, "one quorum leader: {leaders:?}");
 
     let dirs: Vec<PathBuf> = cluster.nodes.iter().map(|n| n.dir.clone()).collect();
     let _kept = cluster.stop().await?;

@@ -150,6 +150,11 @@ async fn metrics_report_requests_log_sizes_and_group_lag() -> TestResult {
         "kafka_server_replicamanager_underreplicatedpartitions 0",
         "kafka_server_replicamanager_underminisrpartitioncount 1",
         "kafka_controller_kafkacontroller_offlinepartitionscount 0",
+        // A single node is the active controller of a cluster of one live broker.
+        "kafka_controller_kafkacontroller_activecontrollercount 1",
+        "kafka_controller_kafkacontroller_activebrokercount 1",
+        "kafka_controller_kafkacontroller_fencedbrokercount 0",
+        "kafka_server_replicamanager_isrshrinks_total 0",
     ] {
         assert!(body.lines().any(|l| l == line), "{line} in {body}");
     }

@@ -97,6 +97,7 @@ class Broker:
         self.log_path = workdir / "broker.log"
         self.proc: subprocess.Popen | None = None
         self.starts = 0
+        self.node_id = NODE_ID
 
     @property
     def bootstrap(self) -> str:
@@ -112,6 +113,12 @@ class Broker:
         return dict(os.environ)
 
     def start(self, timeout: float = START_TIMEOUT) -> None:
+        self.launch()
+        self.wait_ready(timeout)
+
+    def launch(self) -> None:
+        """Starts the process without waiting for it to serve (a cluster's nodes serve only
+        once enough of them run to elect a metadata leader)."""
         assert self.proc is None or self.proc.poll() is not None, "broker already running"
         if self.starts == 0:
             self.prepare()
@@ -124,7 +131,6 @@ class Broker:
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 cwd=self.workdir, start_new_session=True, env=self.env(),
             )
-        self.wait_ready(timeout)
 
     def log_tail(self, lines: int = 40) -> str:
         try:
@@ -148,7 +154,7 @@ class Broker:
         def answers_metadata() -> bool:
             self._check_alive()
             md = AdminClient({"bootstrap.servers": self.bootstrap}).list_topics(timeout=5)
-            return NODE_ID in md.brokers
+            return self.node_id in md.brokers
 
         try:
             wait_until(accepts, deadline - time.monotonic(), f"{self.bootstrap} to accept TCP")
@@ -272,6 +278,88 @@ class ApacheKafkaBroker(Broker):
                                            "logger.request.level = debug"))
             env["KAFKA_LOG4J_OPTS"] = f"-Dlog4j2.configurationFile={config}"
         return env
+
+
+class ClusterNode(Broker):
+    """One combined broker-and-controller node of a cluster, started from a Kafka-style
+    `server.properties` file: the same file starts Apache Kafka (after its `kafka-storage.sh
+    format`, which Fjord does not need)."""
+
+    def __init__(self, workdir: Path, kafka_bin: Path | None, node_id: int):
+        super().__init__(workdir, kafka_bin)
+        self.node_id = node_id
+        self.controller_port = free_port()
+        self.config_path = workdir / "server.properties"
+        self.binary = Path(os.environ.get("FJORD_BROKER", REPO / "target" / "release" / "fjord-broker"))
+
+    def write_config(self, voters: str, extra: dict[str, str]) -> None:
+        props = {
+            "process.roles": "broker,controller",
+            "node.id": str(self.node_id),
+            "controller.quorum.voters": voters,
+            "listeners": f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
+            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port}",
+            "controller.listener.names": "CONTROLLER",
+            "inter.broker.listener.name": "PLAINTEXT",
+            "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            "log.dirs": str(self.data_dir),
+            "num.partitions": "1",
+            "offsets.topic.replication.factor": "3",
+            "transaction.state.log.replication.factor": "3",
+            "transaction.state.log.min.isr": "2",
+            "group.initial.rebalance.delay.ms": "0",
+            **extra,
+        }
+        if TARGET == "fjord":
+            props["fjord.metrics.listener"] = "127.0.0.1:0"
+        self.config_path.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
+
+    def format(self, cluster_id: str) -> None:
+        if TARGET != "kafka":
+            return  # Fjord formats an empty log directory at its first start.
+        out = subprocess.run(
+            [str(self.kafka_bin / "kafka-storage.sh"), "format", "-t", cluster_id,
+             "-c", str(self.config_path)],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=180,
+        )
+        assert out.returncode == 0, f"kafka-storage format failed:\n{out.stdout}"
+
+    def command(self) -> list[str]:
+        if TARGET == "kafka":
+            return [str(self.kafka_bin / "kafka-server-start.sh"), str(self.config_path)]
+        return [str(self.binary), str(self.config_path)]
+
+
+class Cluster:
+    """``n`` combined nodes on loopback with one metadata quorum (`controller.quorum.voters`)."""
+
+    def __init__(self, workdir: Path, kafka_bin: Path, n: int = 3, extra: dict | None = None):
+        self.nodes = [ClusterNode(workdir / f"node{i}", kafka_bin, i) for i in range(1, n + 1)]
+        voters = ",".join(f"{x.node_id}@127.0.0.1:{x.controller_port}" for x in self.nodes)
+        cluster_id = base64.urlsafe_b64encode(uuid.UUID(int=7).bytes).decode().rstrip("=")
+        for x in self.nodes:
+            x.write_config(voters, extra or {})
+            x.format(cluster_id)
+
+    @property
+    def bootstrap(self) -> str:
+        return ",".join(x.bootstrap for x in self.nodes)
+
+    def node(self, node_id: int) -> ClusterNode:
+        return next(x for x in self.nodes if x.node_id == node_id)
+
+    def start(self) -> None:
+        for x in self.nodes:
+            x.launch()
+        for x in self.nodes:
+            x.wait_ready(START_TIMEOUT)
+
+    def close(self) -> None:
+        for x in self.nodes:
+            try:
+                x.close()
+            except AssertionError:
+                pass
 
 
 def new_broker(workdir: Path, kafka_bin: Path) -> Broker:

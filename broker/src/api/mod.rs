@@ -17,6 +17,7 @@ mod list_offsets;
 mod metadata;
 mod offsets;
 mod produce;
+mod quorum;
 mod reassign;
 mod records;
 mod topics;
@@ -83,6 +84,7 @@ pub fn supported(key: ApiKey) -> Option<VersionRange> {
         ApiKey::ListPartitionReassignments => ListPartitionReassignmentsRequest::VERSIONS,
         ApiKey::ConsumerGroupHeartbeat => ConsumerGroupHeartbeatRequest::VERSIONS,
         ApiKey::ConsumerGroupDescribe => ConsumerGroupDescribeRequest::VERSIONS,
+        ApiKey::DescribeQuorum => DescribeQuorumRequest::VERSIONS,
         _ => return None,
     };
     // The crate's message structs and its ApiKey table can disagree; serve what both know.
@@ -126,6 +128,7 @@ pub fn empty_request(key: ApiKey) -> Option<RequestKind> {
         ApiKey::ListPartitionReassignments => Rq::ListPartitionReassignments(Default::default()),
         ApiKey::ConsumerGroupHeartbeat => Rq::ConsumerGroupHeartbeat(Default::default()),
         ApiKey::ConsumerGroupDescribe => Rq::ConsumerGroupDescribe(Default::default()),
+        ApiKey::DescribeQuorum => Rq::DescribeQuorum(Default::default()),
         _ => return None,
     })
 }
@@ -288,6 +291,7 @@ async fn dispatch(
         Rq::ConsumerGroupDescribe(r) => {
             Rs::ConsumerGroupDescribe(consumer_groups::describe(broker, r, ctx))
         }
+        Rq::DescribeQuorum(r) => Rs::DescribeQuorum(quorum::describe(broker, r, ctx).await),
         // `supported` and this match list the same APIs; reaching here is a bug, and closing
         // the connection is better than leaving the client waiting for an answer.
         _ => {

@@ -364,12 +364,19 @@ impl Metadata {
     /// Tells the active controller that `node_id` is alive (and whether it wants to be
     /// fenced); returns whether a leader took it.
     pub async fn heartbeat(&self, node_id: i32, want_fence: bool) -> Result<bool> {
-        let hb = crate::quorum::network::Heartbeat {
+        let hb = crate::quorum::leader::Heartbeat {
             node_id,
             want_fence,
         };
         self.quorum
             .heartbeat(hb, std::time::Duration::from_secs(1))
+            .await
+    }
+
+    /// The quorum as its leader sees it (DescribeQuorum); None while it has no leader.
+    pub async fn describe_quorum(&self) -> Result<Option<crate::quorum::leader::Described>> {
+        self.quorum
+            .describe(std::time::Duration::from_secs(5))
             .await
     }
 
@@ -384,7 +391,7 @@ impl Metadata {
     }
 
     /// The heartbeats this node received as the active controller.
-    pub fn heartbeats_seen(&self) -> std::collections::HashMap<i32, crate::quorum::network::Seen> {
+    pub fn heartbeats_seen(&self) -> std::collections::HashMap<i32, crate::quorum::leader::Seen> {
         self.quorum.heartbeats_seen()
     }
 

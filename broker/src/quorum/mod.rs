@@ -14,6 +14,7 @@
 
 pub mod bootstrap;
 mod codec;
+pub mod leader;
 pub mod network;
 mod state_machine;
 mod storage;
@@ -107,10 +108,11 @@ pub struct Quorum {
     images: watch::Receiver<Published>,
     /// The connection writes planned here are forwarded on, to the leader as last known.
     forward: tokio::sync::Mutex<Option<network::PeerClient>>,
-    /// The connection this node's heartbeats go on (apart from writes, which may be slow).
-    heartbeats: tokio::sync::Mutex<Option<network::PeerClient>>,
-    /// Heartbeats received while leading.
-    liveness: network::Liveness,
+    /// The connection this node's heartbeats and questions for the leader go on (apart from
+    /// writes, which may be slow).
+    asks: tokio::sync::Mutex<Option<network::PeerClient>>,
+    /// Heartbeats and replication acknowledgements received while leading.
+    leader_state: Arc<leader::LeaderState>,
 }
 
 /// How long a write looks for a leader (an election, or a leader that is not yet known here)
@@ -154,10 +156,28 @@ impl Quorum {
         let log = LogStore::open_locked(dir, lock)?;
         let state_machine = StateMachine::open(dir)?;
         let images = state_machine.subscribe();
-        let factory = PeerFactory { from: node_id };
+        let leader_state = Arc::new(leader::LeaderState::default());
+        let factory = PeerFactory {
+            from: node_id,
+            times: leader_state.times.clone(),
+        };
         let raft = Raft::new(node_id, Arc::new(config), factory, log, state_machine)
             .await
             .map_err(|e| Error::Metadata(format!("starting quorum voter {node_id}: {e}")))?;
+        // Replication clients tell a caught-up follower by the leader's last log index.
+        let mut metrics = raft.metrics();
+        let times = leader_state.times.clone();
+        tokio::spawn(async move {
+            loop {
+                let last = metrics.borrow_and_update().last_log_index.unwrap_or(0);
+                times
+                    .last_index
+                    .store(last, std::sync::atomic::Ordering::Relaxed);
+                if metrics.changed().await.is_err() {
+                    return;
+                }
+            }
+        });
         if fresh {
             match raft.initialize(voters.clone()).await {
                 // Another voter initialized first and already replicated to this one.
@@ -174,39 +194,69 @@ impl Quorum {
             raft,
             images,
             forward: tokio::sync::Mutex::new(None),
-            heartbeats: tokio::sync::Mutex::new(None),
-            liveness: network::Liveness::default(),
+            asks: tokio::sync::Mutex::new(None),
+            leader_state,
         })
     }
 
     /// Answers one quorum RPC frame from a peer (see [`network::serve`]).
     pub async fn serve(&self, frame: &[u8]) -> Result<Vec<u8>> {
-        network::serve(&self.raft, &self.liveness, frame).await
+        network::serve(&self.raft, &self.leader_state, frame).await
+    }
+
+    /// A client of the current leader for heartbeats and questions (None: no leader known,
+    /// or this voter leads).
+    async fn leader_client(
+        &self,
+    ) -> Option<(
+        u64,
+        tokio::sync::MutexGuard<'_, Option<network::PeerClient>>,
+    )> {
+        let m = self.raft.metrics().borrow().clone();
+        let leader = m.current_leader?;
+        if leader == self.node_id {
+            return None;
+        }
+        let node = m
+            .membership_config
+            .membership()
+            .get_node(&leader)
+            .cloned()?;
+        let mut client = self.asks.lock().await;
+        if client.as_ref().is_none_or(|c| c.target() != leader) {
+            *client = Some(network::PeerClient::to_voter(self.node_id, leader, &node));
+        }
+        Some((leader, client))
     }
 
     /// Tells the leader (the active controller) that broker `hb.node_id` is alive. Returns
     /// whether a leader took it; one attempt of at most `ttl`.
-    pub async fn heartbeat(
-        &self,
-        hb: network::Heartbeat,
-        ttl: std::time::Duration,
-    ) -> Result<bool> {
-        let m = self.raft.metrics().borrow().clone();
-        let Some(leader) = m.current_leader else {
-            return Ok(false);
-        };
-        if leader == self.node_id {
-            self.liveness.record(hb);
+    pub async fn heartbeat(&self, hb: leader::Heartbeat, ttl: std::time::Duration) -> Result<bool> {
+        if self.raft.metrics().borrow().state.is_leader() {
+            self.leader_state.liveness.record(hb);
             return Ok(true);
         }
-        let Some(node) = m.membership_config.membership().get_node(&leader).cloned() else {
+        let Some((_, mut client)) = self.leader_client().await else {
             return Ok(false);
         };
-        let mut client = self.heartbeats.lock().await;
-        if client.as_ref().is_none_or(|c| c.target() != leader) {
-            *client = Some(network::PeerClient::to_voter(self.node_id, leader, &node));
+        let result = client.as_mut().expect("connected").heartbeat(hb, ttl).await;
+        if result.is_err() {
+            *client = None;
         }
-        let result = client.as_mut().expect("set above").heartbeat(hb, ttl).await;
+        result
+    }
+
+    /// The leader's view of the quorum (DescribeQuorum), asked of the leader if this voter
+    /// does not lead. None while there is no leader.
+    pub async fn describe(&self, ttl: std::time::Duration) -> Result<Option<leader::Described>> {
+        let local = self.leader_state.describe(&self.raft.metrics().borrow());
+        if local.is_some() {
+            return Ok(local);
+        }
+        let Some((_, mut client)) = self.leader_client().await else {
+            return Ok(None);
+        };
+        let result = client.as_mut().expect("connected").describe(ttl).await;
         if result.is_err() {
             *client = None;
         }
@@ -214,8 +264,8 @@ impl Quorum {
     }
 
     /// The heartbeats this voter received (meaningful while it leads).
-    pub fn heartbeats_seen(&self) -> std::collections::HashMap<i32, network::Seen> {
-        self.liveness.snapshot()
+    pub fn heartbeats_seen(&self) -> std::collections::HashMap<i32, leader::Seen> {
+        self.leader_state.liveness.snapshot()
     }
 
     /// Waits until some voter leads and this one has applied entries, so that its image is

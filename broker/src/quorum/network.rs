@@ -14,8 +14,8 @@
 //! per target, and each `RaftNetwork` value owns its connection, so a vote never queues
 //! behind a snapshot chunk), and reconnects after any error.
 
-use std::collections::HashMap;
 use std::io;
+use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::error::{
@@ -30,10 +30,11 @@ use openraft::raft::{
 };
 use openraft::Raft;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use super::leader::{Described, Heartbeat, HeartbeatReply, LeaderState, ReplicaTimes};
 use super::types::{MetadataCommand, QuorumTypes, VoterEndpoint};
 use crate::error::{Error, Result};
 
@@ -53,6 +54,8 @@ const KIND_SNAPSHOT_CHUNK: u8 = 3;
 const KIND_CLIENT_WRITE: u8 = 5;
 /// A broker telling the active controller it is alive (Kafka's BrokerHeartbeat).
 const KIND_HEARTBEAT: u8 = 6;
+/// The leader's view of the quorum, for DescribeQuorum asked on another node.
+const KIND_DESCRIBE: u8 = 7;
 
 const STATUS_OK: u8 = 0;
 const STATUS_RAFT_ERROR: u8 = 1;
@@ -195,54 +198,14 @@ fn reply<T: Serialize, E: Serialize>(
     }
 }
 
-/// A broker's heartbeat: it is alive, and whether it wants to be fenced (it is shutting down).
-#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
-pub struct Heartbeat {
-    pub node_id: i32,
-    pub want_fence: bool,
-}
-
-/// The answer: whether the voter asked leads (only the leader keeps heartbeats).
-#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
-struct HeartbeatReply {
-    leader: bool,
-}
-
-/// When a broker was last heard from, and what it asked.
-#[derive(Debug, Clone, Copy)]
-pub struct Seen {
-    pub at: std::time::Instant,
-    pub want_fence: bool,
-}
-
-/// The heartbeats this voter received while it led: the active controller's view of which
-/// brokers are alive. In memory only, as Kafka's controller keeps it: a new leader gives every
-/// broker a full session before it fences anyone.
-#[derive(Debug, Default)]
-pub struct Liveness {
-    seen: parking_lot::Mutex<HashMap<i32, Seen>>,
-}
-
-impl Liveness {
-    pub fn record(&self, hb: Heartbeat) {
-        self.seen.lock().insert(
-            hb.node_id,
-            Seen {
-                at: std::time::Instant::now(),
-                want_fence: hb.want_fence,
-            },
-        );
-    }
-
-    pub fn snapshot(&self) -> HashMap<i32, Seen> {
-        self.seen.lock().clone()
-    }
-}
-
-/// Answers one quorum request frame (without its length prefix) on `raft`; heartbeats are
-/// kept in `liveness` while this voter leads. An error means broken framing: the caller
+/// Answers one quorum request frame (without its length prefix) on `raft`; heartbeats and
+/// DescribeQuorum are answered from `leader` while this voter leads. An error means broken framing: the caller
 /// closes the connection.
-pub async fn serve(raft: &Raft<QuorumTypes>, liveness: &Liveness, frame: &[u8]) -> Result<Vec<u8>> {
+pub async fn serve(
+    raft: &Raft<QuorumTypes>,
+    leader: &LeaderState,
+    frame: &[u8],
+) -> Result<Vec<u8>> {
     let req = decode_request(frame)?;
     let c = req.correlation_id;
     if req.version != FJORD_RAFT_VERSION {
@@ -268,11 +231,15 @@ pub async fn serve(raft: &Raft<QuorumTypes>, liveness: &Liveness, frame: &[u8]) 
         }
         KIND_HEARTBEAT => {
             let hb: Heartbeat = parse(req.json, "heartbeat")?;
-            let leader = raft.metrics().borrow().state.is_leader();
-            if leader {
-                liveness.record(hb);
+            let leads = raft.metrics().borrow().state.is_leader();
+            if leads {
+                leader.liveness.record(hb);
             }
-            Ok(reply::<_, ()>(c, Ok(HeartbeatReply { leader })))
+            Ok(reply::<_, ()>(c, Ok(HeartbeatReply { leader: leads })))
+        }
+        KIND_DESCRIBE => {
+            let described = leader.describe(&raft.metrics().borrow());
+            Ok(reply::<_, ()>(c, Ok(described)))
         }
         kind => Err(Error::Protocol(format!("unknown quorum RPC kind {kind}"))),
     }
@@ -290,6 +257,8 @@ pub enum Forwarded {
 pub struct PeerFactory {
     /// This node's id, sent with every request.
     pub from: u64,
+    /// Where replication acknowledgements are recorded (for DescribeQuorum).
+    pub times: Arc<ReplicaTimes>,
 }
 
 impl RaftNetworkFactory<QuorumTypes> for PeerFactory {
@@ -302,6 +271,7 @@ impl RaftNetworkFactory<QuorumTypes> for PeerFactory {
             addr: node.to_string(),
             conn: None,
             correlation_id: 0,
+            times: Some(self.times.clone()),
         }
     }
 }
@@ -313,6 +283,8 @@ pub struct PeerClient {
     addr: String,
     conn: Option<TcpStream>,
     correlation_id: i32,
+    /// Replication clients record the follower's acknowledgements here.
+    times: Option<Arc<ReplicaTimes>>,
 }
 
 /// Why a call failed: the peer could not be reached (openraft backs off) or the exchange
@@ -435,6 +407,7 @@ impl PeerClient {
             addr: node.to_string(),
             conn: None,
             correlation_id: 0,
+            times: None,
         }
     }
 
@@ -483,26 +456,40 @@ impl PeerClient {
 }
 
 impl PeerClient {
-    /// Sends a heartbeat; returns whether the voter leads (and so kept it).
-    pub async fn heartbeat(&mut self, hb: Heartbeat, ttl: Duration) -> Result<bool> {
-        let json = serde_json::to_vec(&hb).expect("heartbeats serialize");
-        let (status, body) =
-            self.call(KIND_HEARTBEAT, &json, &[], ttl)
-                .await
-                .map_err(|e| match e {
-                    CallError::Unreachable(e) | CallError::Network(e) => Error::Metadata(format!(
-                        "sending a heartbeat to voter {}: {e}",
-                        self.target
-                    )),
-                })?;
+    /// One request to the voter that answers it from its leader state: JSON in, JSON out.
+    async fn ask<Resp: DeserializeOwned>(
+        &mut self,
+        kind: u8,
+        request: &impl Serialize,
+        ttl: Duration,
+    ) -> Result<Resp> {
+        let json = serde_json::to_vec(request).expect("quorum requests serialize");
+        let (status, body) = self
+            .call(kind, &json, &[], ttl)
+            .await
+            .map_err(|e| match e {
+                CallError::Unreachable(e) | CallError::Network(e) => {
+                    Error::Metadata(format!("asking voter {}: {e}", self.target))
+                }
+            })?;
         if status != STATUS_OK {
             return Err(Error::Metadata(format!(
-                "voter {} answered a heartbeat with status {status}",
+                "voter {} answered quorum request {kind} with status {status}",
                 self.target
             )));
         }
-        let reply: HeartbeatReply = parse(&body, "heartbeat response")?;
+        parse(&body, "response")
+    }
+
+    /// Sends a heartbeat; returns whether the voter leads (and so kept it).
+    pub async fn heartbeat(&mut self, hb: Heartbeat, ttl: Duration) -> Result<bool> {
+        let reply: HeartbeatReply = self.ask(KIND_HEARTBEAT, &hb, ttl).await?;
         Ok(reply.leader)
+    }
+
+    /// The voter's view of the quorum if it leads.
+    pub async fn describe(&mut self, ttl: Duration) -> Result<Option<Described>> {
+        self.ask(KIND_DESCRIBE, &(), ttl).await
     }
 }
 
@@ -512,7 +499,16 @@ impl RaftNetwork<QuorumTypes> for PeerClient {
         rpc: AppendEntriesRequest<QuorumTypes>,
         option: RPCOption,
     ) -> RpcResult<AppendEntriesResponse<u64>, RaftError<u64>> {
-        self.rpc(KIND_APPEND, &rpc, &[], &option).await
+        let acked = rpc
+            .entries
+            .last()
+            .map(|e| e.log_id.index)
+            .or(rpc.prev_log_id.map(|l| l.index));
+        let response = self.rpc(KIND_APPEND, &rpc, &[], &option).await;
+        if let (Ok(AppendEntriesResponse::Success), Some(times)) = (&response, &self.times) {
+            times.acked(self.target, acked);
+        }
+        response
     }
 
     async fn install_snapshot(
@@ -556,7 +552,7 @@ pub fn spawn_accept_loop(
                     if stream.read_exact(&mut frame).await.is_err() {
                         return;
                     }
-                    let Ok(response) = serve(&raft, &Liveness::default(), &frame).await else {
+                    let Ok(response) = serve(&raft, &LeaderState::default(), &frame).await else {
                         return;
                     };
                     let len = (response.len() as i32).to_be_bytes();
@@ -595,7 +591,12 @@ mod tests {
             host: "127.0.0.1".into(),
             port,
         };
-        let mut client = PeerFactory { from: 1 }.new_client(2, &node).await;
+        let mut client = PeerFactory {
+            from: 1,
+            times: Default::default(),
+        }
+        .new_client(2, &node)
+        .await;
         let option = RPCOption::new(Duration::from_secs(1));
         let vote = VoteRequest::new(openraft::Vote::new(1, 1), None);
         match client.vote(vote, option).await {
