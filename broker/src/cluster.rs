@@ -16,7 +16,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::broker::Broker;
-use crate::metadata::brokers::{plan_fence, plan_isr_change, plan_unfence, IsrChange};
+use crate::metadata::brokers::{
+    plan_election, plan_fence, plan_isr_change, plan_unfence, to_rebalance, Election, IsrChange,
+};
 use crate::metadata::MetadataImage;
 
 /// Sends this node's heartbeat to the active controller, forever.
@@ -118,6 +120,46 @@ pub async fn isr_changes(broker: Arc<Broker>) {
                     tracing::debug!(partition = change.partition, error = %r.message, "ISR change refused");
                 }
             }
+        }
+    }
+}
+
+/// On the active controller, every `leader.imbalance.check.interval.seconds`: preferred
+/// replicas that are live and in sync lead again where their broker's imbalance is above
+/// `leader.imbalance.per.broker.percentage` (Kafka's `auto.leader.rebalance.enable`), so that
+/// leadership spreads back after a broker returns.
+pub async fn rebalance_leaders(broker: Arc<Broker>) {
+    let Some((every_ms, percentage)) = broker.config.leader_rebalance else {
+        return;
+    };
+    let mut tick = tokio::time::interval(Duration::from_millis(every_ms));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        if !broker.metadata.is_controller() {
+            continue;
+        }
+        let mut moved = 0;
+        let outcome = broker
+            .commit_metadata(|img| {
+                let records: Vec<_> = to_rebalance(img, percentage)
+                    .iter()
+                    .filter_map(|(t, p)| plan_election(img, t, *p, Election::Preferred).ok())
+                    .collect();
+                moved = records.len();
+                Ok(records)
+            })
+            .await;
+        match outcome {
+            Ok(_) if moved > 0 => {
+                tracing::info!(
+                    partitions = moved,
+                    "preferred leaders elected (auto rebalance)"
+                )
+            }
+            Ok(_) => {}
+            Err(r) => tracing::warn!(error = %r.message, "automatic leader rebalance failed"),
         }
     }
 }

@@ -74,6 +74,10 @@ pub const BROKER_KEYS: &[KeyDef] = &[
     // Broker liveness as the active controller judges it (Kafka's defaults).
     key("broker.heartbeat.interval.ms", Int, Some("2000")),
     key("broker.session.timeout.ms", Int, Some("9000")),
+    // The controller's automatic preferred-leader election (Kafka's defaults).
+    key("auto.leader.rebalance.enable", Bool, Some("true")),
+    key("leader.imbalance.check.interval.seconds", Long, Some("300")),
+    key("leader.imbalance.per.broker.percentage", Int, Some("10")),
     key("auto.create.topics.enable", Bool, Some("true")),
     key("delete.topic.enable", Bool, Some("true")),
     key("log.retention.ms", Long, None),
@@ -371,6 +375,9 @@ pub struct BrokerConfig {
     pub broker_heartbeat_interval_ms: u64,
     /// A broker not heard from for this long is fenced: it loses leadership and the ISRs.
     pub broker_session_timeout_ms: u64,
+    /// `auto.leader.rebalance.enable`, every `leader.imbalance.check.interval.seconds` (in ms),
+    /// above `leader.imbalance.per.broker.percentage`.
+    pub leader_rebalance: Option<(u64, u32)>,
     /// `controller.quorum.voters`; empty for a node that is a quorum of one (itself).
     pub voters: BTreeMap<u64, crate::quorum::VoterEndpoint>,
     /// The `listeners` named in `controller.listener.names`: where other voters reach this one.
@@ -586,6 +593,14 @@ impl BrokerConfig {
                 response_max_bytes: positive("replica.fetch.response.max.bytes", 0)? as i32,
                 backoff_ms: positive("replica.fetch.backoff.ms", 0)? as u64,
             },
+            leader_rebalance: (get("auto.leader.rebalance.enable").as_deref() == Some("true"))
+                .then(|| -> Result<(u64, u32)> {
+                    Ok((
+                        positive("leader.imbalance.check.interval.seconds", 1)? as u64 * 1000,
+                        positive("leader.imbalance.per.broker.percentage", 0)?.min(100) as u32,
+                    ))
+                })
+                .transpose()?,
             rack: raw.get("broker.rack").filter(|r| !r.is_empty()).cloned(),
             replica_lag_time_max_ms: positive("replica.lag.time.max.ms", 1)?,
             broker_heartbeat_interval_ms: positive("broker.heartbeat.interval.ms", 1)? as u64,

@@ -169,6 +169,7 @@ pub async fn run_with(
     tasks.spawn(crate::cluster::heartbeats(broker.clone()));
     tasks.spawn(crate::cluster::fence_and_unfence(broker.clone()));
     tasks.spawn(crate::cluster::isr_changes(broker.clone()));
+    tasks.spawn(crate::cluster::rebalance_leaders(broker.clone()));
     shutdown.await;
     tracing::info!("shutting down");
     crate::cluster::controlled_shutdown(&broker).await;

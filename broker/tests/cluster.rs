@@ -87,6 +87,17 @@ fn describe_quorum() -> kafka_protocol::messages::DescribeQuorumRequest {
     ])
 }
 
+/// ElectLeaders (preferred) for partition 0 of `t`, as `kafka-leader-election.sh` sends it.
+fn elect_preferred(t: &str) -> kafka_protocol::messages::ElectLeadersRequest {
+    use kafka_protocol::messages::elect_leaders_request::TopicPartitions;
+    kafka_protocol::messages::ElectLeadersRequest::default()
+        .with_election_type(0)
+        .with_timeout_ms(30_000)
+        .with_topic_partitions(Some(vec![TopicPartitions::default()
+            .with_topic(name(t))
+            .with_partitions(vec![0])]))
+}
+
 /// Creates `t` with one partition of three replicas (`min.insync.replicas=2`) through node 1,
 /// and returns it once all three are in sync.
 async fn rf3_topic(cluster: &Cluster, t: &str) -> TestResult<PartitionView> {
@@ -283,6 +294,32 @@ async fn a_dead_leader_is_fenced_a_follower_takes_over_and_it_rejoins() -> TestR
     assert_eq!(send(&mut c, &t, "v10", -1).await?, (0, 10));
     acked.push("v10".into());
     assert_eq!(values(cluster.node(new).addr, &t).await?, acked);
+
+    // kafka-leader-election.sh --election-type preferred: the first replica leads again.
+    assert_eq!(
+        before.replicas[0], old,
+        "the topic was placed with its leader first"
+    );
+    let r = cluster
+        .node(new)
+        .client_conn()
+        .await?
+        .send(elect_preferred(&t), 2)
+        .await?;
+    let result = &r.replica_election_results[0].partition_result[0];
+    assert_eq!((r.error_code, result.error_code), (0, 0), "{result:?}");
+    let back = new_leader(&cluster, &t, new).await?;
+    assert_eq!(back.leader, old);
+    let mut c = cluster.node(old).client_conn().await?;
+    assert_eq!(send(&mut c, &t, "v11", -1).await?, (0, 11));
+    acked.push("v11".into());
+    assert_eq!(values(cluster.node(old).addr, &t).await?, acked);
+    // Asked again, there is nothing to do.
+    let r = c.send(elect_preferred(&t), 2).await?;
+    assert_eq!(
+        r.replica_election_results[0].partition_result[0].error_code, 84,
+        "ELECTION_NOT_NEEDED"
+    );
 
     let dirs: Vec<PathBuf> = cluster.nodes.iter().map(|n| n.dir.clone()).collect();
     let _kept = cluster.stop().await?;
@@ -493,4 +530,28 @@ async fn a_returning_leader_truncates_the_tail_nobody_else_had() -> TestResult {
     let dirs: Vec<PathBuf> = cluster.nodes.iter().map(|n| n.dir.clone()).collect();
     let _kept = cluster.stop().await?;
     assert_identical(&dirs, &format!("{t}-0"))
+}
+
+/// `auto.leader.rebalance.enable`: once the broker that lost its leadership is back in sync,
+/// the controller gives the partition back to its preferred replica by itself.
+#[tokio::test]
+async fn leadership_returns_to_the_preferred_replica_by_itself() -> TestResult {
+    let mut cluster = Cluster::start(3, &["leader.imbalance.check.interval.seconds=1"]).await?;
+    let t = topic("rebalance");
+    let before = rf3_topic(&cluster, &t).await?;
+    let old = before.leader;
+    cluster.crash(old).await;
+    let new = new_leader(&cluster, &t, old).await?.leader;
+    cluster.restart(old).await?;
+    let back = wait_for_partition(
+        cluster.node(new).addr,
+        &t,
+        0,
+        "the preferred leader back",
+        |p| p.leader == old,
+    )
+    .await?;
+    assert_eq!(back.isr.len(), 3);
+    cluster.stop().await?;
+    Ok(())
 }

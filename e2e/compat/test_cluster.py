@@ -114,7 +114,8 @@ def test_no_acknowledged_record_is_lost(cluster, kafka_bin, fault):
     the partition's leader killed with SIGKILL, paused with SIGSTOP past the session timeout (it
     is fenced, and truncates what it wrote alone when it resumes), stopped with SIGTERM
     (leadership moves first), or the active controller killed. Every acknowledged record is read
-    back exactly once and in order, the broker rejoins the ISR, and the three replicas' logs end
+    back exactly once and in order, the broker rejoins the ISR, `kafka-leader-election.sh` gives
+    the partition back to its preferred replica, and the three replicas' logs end
     byte-identical."""
     topic = unique_name("failover")
     admin = AdminClient({"bootstrap.servers": cluster.bootstrap})
@@ -213,6 +214,13 @@ def test_no_acknowledged_record_is_lost(cluster, kafka_bin, fault):
     missing = set(acked) - set(values)
     assert not missing, f"{len(missing)} acknowledged records lost, e.g. {sorted(missing)[:5]}"
     assert all(acked[v] == o for o, v in read), "a record is not at its acknowledged offset"
+
+    # kafka-leader-election.sh gives the partition back to its preferred replica.
+    preferred = partition_view(cluster.bootstrap, topic).replicas[0]
+    run(kafka_bin, "kafka-leader-election.sh", "--bootstrap-server", cluster.bootstrap,
+        "--election-type", "preferred", "--topic", topic, "--partition", "0")
+    wait_until(lambda: partition_view(cluster.bootstrap, topic).leader == preferred, 60,
+               "the preferred replica leading")
 
     dirs = [x.data_dir / f"{topic}-0" for x in cluster.nodes]
     cluster.close()

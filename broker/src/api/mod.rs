@@ -10,6 +10,7 @@ mod api_versions;
 mod cluster;
 mod configs;
 mod consumer_groups;
+mod elect;
 mod fetch;
 mod groups;
 mod leader_epochs;
@@ -85,6 +86,7 @@ pub fn supported(key: ApiKey) -> Option<VersionRange> {
         ApiKey::ConsumerGroupHeartbeat => ConsumerGroupHeartbeatRequest::VERSIONS,
         ApiKey::ConsumerGroupDescribe => ConsumerGroupDescribeRequest::VERSIONS,
         ApiKey::DescribeQuorum => DescribeQuorumRequest::VERSIONS,
+        ApiKey::ElectLeaders => ElectLeadersRequest::VERSIONS,
         _ => return None,
     };
     // The crate's message structs and its ApiKey table can disagree; serve what both know.
@@ -129,6 +131,7 @@ pub fn empty_request(key: ApiKey) -> Option<RequestKind> {
         ApiKey::ConsumerGroupHeartbeat => Rq::ConsumerGroupHeartbeat(Default::default()),
         ApiKey::ConsumerGroupDescribe => Rq::ConsumerGroupDescribe(Default::default()),
         ApiKey::DescribeQuorum => Rq::DescribeQuorum(Default::default()),
+        ApiKey::ElectLeaders => Rq::ElectLeaders(Default::default()),
         _ => return None,
     })
 }
@@ -292,6 +295,7 @@ async fn dispatch(
             Rs::ConsumerGroupDescribe(consumer_groups::describe(broker, r, ctx))
         }
         Rq::DescribeQuorum(r) => Rs::DescribeQuorum(quorum::describe(broker, r, ctx).await),
+        Rq::ElectLeaders(r) => Rs::ElectLeaders(elect::elect_leaders(broker, r, ctx).await),
         // `supported` and this match list the same APIs; reaching here is a bug, and closing
         // the connection is better than leaving the client waiting for an answer.
         _ => {

@@ -9,6 +9,8 @@
 //! live ISR member in replica order leads, and with none the partition is offline (leader
 //! -1). Unclean election (`unclean.leader.election.enable`) is never done here.
 
+use std::collections::BTreeMap;
+
 use kafka_protocol::error::ResponseError;
 use uuid::Uuid;
 
@@ -155,6 +157,125 @@ pub fn plan_unfence(image: &MetadataImage, node: i32) -> Vec<MetadataRecord> {
         elect(p, |b| b == node || image.is_live(b))
     }));
     out
+}
+
+/// Kafka's election types (ElectLeaders, `kafka-leader-election.sh --election-type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Election {
+    /// The first replica leads again if it is live and in sync.
+    Preferred,
+    /// A partition without a leader takes any live replica, even an out-of-sync one (it may
+    /// lack acknowledged records): only when an operator asks for it.
+    Unclean,
+}
+
+/// The record that carries out an election on one partition, or why none is done: Kafka's
+/// ELECTION_NOT_NEEDED (the partition has the leader asked for), PREFERRED_LEADER_NOT_AVAILABLE
+/// and ELIGIBLE_LEADERS_NOT_AVAILABLE.
+pub fn plan_election(
+    image: &MetadataImage,
+    topic: &str,
+    partition: i32,
+    election: Election,
+) -> Result<MetadataRecord, Refusal> {
+    let t = image.topics.get(topic);
+    let Some((t, p)) = t.and_then(|t| Some((t, t.partitions.get(partition as usize)?))) else {
+        return Err(Refusal::new(
+            ResponseError::UnknownTopicOrPartition,
+            format!("{topic}-{partition} does not exist"),
+        ));
+    };
+    let mut next = p.clone();
+    match election {
+        Election::Preferred => {
+            let preferred = p.replicas.first().copied().unwrap_or(-1);
+            if p.leader == preferred {
+                return Err(Refusal::new(
+                    ResponseError::ElectionNotNeeded,
+                    "the preferred replica already leads",
+                ));
+            }
+            if !image.is_live(preferred) || !p.isr.contains(&preferred) {
+                return Err(Refusal::new(
+                    ResponseError::PreferredLeaderNotAvailable,
+                    format!("the preferred replica {preferred} is not live and in sync"),
+                ));
+            }
+            next.leader = preferred;
+        }
+        Election::Unclean => {
+            if p.leader >= 0 {
+                return Err(Refusal::new(
+                    ResponseError::ElectionNotNeeded,
+                    "the partition has a leader",
+                ));
+            }
+            let in_sync = p
+                .replicas
+                .iter()
+                .copied()
+                .find(|r| image.is_live(*r) && p.isr.contains(r));
+            let any = p.replicas.iter().copied().find(|r| image.is_live(*r));
+            match (in_sync, any) {
+                (Some(r), _) => next.leader = r,
+                (None, Some(r)) => {
+                    tracing::warn!(topic, partition, leader = r, "unclean leader election: records acknowledged by the last in-sync replicas may be lost");
+                    next.leader = r;
+                    next.isr = vec![r];
+                }
+                (None, None) => {
+                    return Err(Refusal::new(
+                        ResponseError::EligibleLeadersNotAvailable,
+                        "no replica of the partition is live",
+                    ))
+                }
+            }
+        }
+    }
+    next.leader_epoch += 1;
+    next.partition_epoch += 1;
+    Ok(partition_record(t.id, partition as usize, next))
+}
+
+/// The partitions whose preferred replica is live and in sync but does not lead (what the
+/// automatic leader rebalance, `auto.leader.rebalance.enable`, elects).
+pub fn imbalanced(image: &MetadataImage) -> Vec<(String, i32)> {
+    let mut out = Vec::new();
+    for t in image.topics.values() {
+        for (i, p) in t.partitions.iter().enumerate() {
+            let Some(&preferred) = p.replicas.first() else {
+                continue;
+            };
+            if p.leader != preferred && image.is_live(preferred) && p.isr.contains(&preferred) {
+                out.push((t.name.clone(), i as i32));
+            }
+        }
+    }
+    out
+}
+
+/// The imbalanced partitions (see [`imbalanced`]) of the brokers whose imbalance is above
+/// `percentage`: partitions they prefer but do not lead, out of all they prefer (Kafka's
+/// `leader.imbalance.per.broker.percentage`).
+pub fn to_rebalance(image: &MetadataImage, percentage: u32) -> Vec<(String, i32)> {
+    let mut preferred: BTreeMap<i32, (u64, u64)> = BTreeMap::new();
+    for t in image.topics.values() {
+        for p in &t.partitions {
+            if let Some(&first) = p.replicas.first() {
+                let e = preferred.entry(first).or_default();
+                e.0 += 1;
+                e.1 += (p.leader != first) as u64;
+            }
+        }
+    }
+    imbalanced(image)
+        .into_iter()
+        .filter(|(topic, p)| {
+            let first = image.topics[topic].partitions[*p as usize].replicas[0];
+            let (all, off) = preferred[&first];
+            off * 100 > percentage as u64 * all
+        })
+        .collect()
 }
 
 /// What a partition leader asks of the controller: a new ISR, planned on the leader epoch and
@@ -360,6 +481,78 @@ mod tests {
         apply(&mut single, |i| plan_register(i, &reg(1)));
         let p = part(&single, 0);
         assert_eq!((p.leader, p.leader_epoch, p.isr.clone()), (1, 5, vec![1]));
+    }
+
+    #[test]
+    fn preferred_and_unclean_elections_follow_kafkas_rules() {
+        let (mut img, _) = cluster();
+        let code = |r: Result<MetadataRecord, Refusal>| r.unwrap_err().code;
+        assert_eq!(
+            code(plan_election(&img, "t", 0, Election::Preferred)),
+            ResponseError::ElectionNotNeeded.code()
+        );
+        assert_eq!(
+            code(plan_election(&img, "t", 9, Election::Preferred)),
+            ResponseError::UnknownTopicOrPartition.code()
+        );
+        // Broker 1 dies and returns: partition 0 is led by 2, and 1 is out of sync.
+        apply(&mut img, |i| plan_fence(i, 1));
+        apply(&mut img, |i| plan_unfence(i, 1));
+        assert_eq!(imbalanced(&img), Vec::<(String, i32)>::new());
+        assert_eq!(
+            code(plan_election(&img, "t", 0, Election::Preferred)),
+            ResponseError::PreferredLeaderNotAvailable.code()
+        );
+        // Back in sync, it is imbalanced, and the election gives it back its leadership.
+        let back = IsrChange {
+            topic_id: img.topics["t"].id,
+            partition: 0,
+            leader: 2,
+            leader_epoch: part(&img, 0).leader_epoch,
+            partition_epoch: part(&img, 0).partition_epoch,
+            isr: vec![1, 2, 3],
+        };
+        apply(&mut img, |i| plan_isr_change(i, &back).unwrap());
+        assert_eq!(imbalanced(&img), vec![("t".to_string(), 0)]);
+        // One of broker 1's one preferred partition is led elsewhere: 100% > 10%.
+        assert_eq!(to_rebalance(&img, 10), vec![("t".to_string(), 0)]);
+        assert!(to_rebalance(&img, 100).is_empty());
+        let epoch = part(&img, 0).leader_epoch;
+        apply(&mut img, |i| {
+            vec![plan_election(i, "t", 0, Election::Preferred).unwrap()]
+        });
+        assert_eq!(
+            (part(&img, 0).leader, part(&img, 0).leader_epoch),
+            (1, epoch + 1)
+        );
+
+        // Unclean: only a partition without a leader, and then any live replica.
+        assert_eq!(
+            code(plan_election(&img, "t", 0, Election::Unclean)),
+            ResponseError::ElectionNotNeeded.code()
+        );
+        for b in [2, 3, 1] {
+            apply(&mut img, |i| plan_fence(i, b));
+        }
+        assert_eq!(
+            (part(&img, 0).leader, part(&img, 0).isr.clone()),
+            (-1, vec![1])
+        );
+        assert_eq!(
+            code(plan_election(&img, "t", 0, Election::Unclean)),
+            ResponseError::EligibleLeadersNotAvailable.code()
+        );
+        img.apply(&MetadataRecord::BrokerFenced {
+            node_id: 3,
+            fenced: false,
+        });
+        apply(&mut img, |i| {
+            vec![plan_election(i, "t", 0, Election::Unclean).unwrap()]
+        });
+        assert_eq!(
+            (part(&img, 0).leader, part(&img, 0).isr.clone()),
+            (3, vec![3])
+        );
     }
 
     #[test]
