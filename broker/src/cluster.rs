@@ -11,7 +11,10 @@
 //! - a node shutting down fences itself first, so that leadership moves before it stops
 //!   serving ([`controlled_shutdown`]).
 
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
+
+use kafka_protocol::error::ResponseError;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -30,7 +33,13 @@ pub async fn heartbeats(broker: Arc<Broker>) {
     loop {
         tick.tick().await;
         let want_fence = broker.shutting_down.load(Ordering::Relaxed);
-        if let Err(e) = broker.metadata.heartbeat(node, want_fence).await {
+        let epoch = broker
+            .metadata
+            .image()
+            .brokers
+            .get(&node)
+            .map_or(-1, |b| b.epoch);
+        if let Err(e) = broker.metadata.heartbeat(node, epoch, want_fence).await {
             tracing::debug!(error = %e, "heartbeat to the active controller failed");
         }
     }
@@ -45,10 +54,14 @@ pub async fn fence_and_unfence(broker: Arc<Broker>) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut leading_since: Option<Instant> = None;
+    // When this controller first saw each fenced broker fenced: only a heartbeat received
+    // after that unfences it (an older one may predate a controlled shutdown's fence).
+    let mut fenced_seen: HashMap<i32, Instant> = HashMap::new();
     loop {
         tick.tick().await;
         if !broker.metadata.is_controller() {
             leading_since = None;
+            fenced_seen.clear();
             continue;
         }
         // A new controller gives every broker a whole session from now.
@@ -56,11 +69,12 @@ pub async fn fence_and_unfence(broker: Arc<Broker>) {
         let seen = broker.metadata.heartbeats_seen();
         let image = broker.metadata.latest().image;
         let now = Instant::now();
+        fenced_seen.retain(|id, _| image.brokers.get(id).is_some_and(|b| b.fenced));
         for b in image.brokers.values() {
-            let heard = seen.get(&b.node_id);
+            let node = b.node_id;
+            let heard = seen.get(&node);
             let last = heard.map_or(since, |s| s.at.max(since));
             let alive = now.duration_since(last) < session;
-            let node = b.node_id;
             // This node runs the loop, so it is alive whatever its heartbeat task's timing.
             let me = node == broker.config.node_id;
             if !b.fenced && !alive && !me {
@@ -69,15 +83,24 @@ pub async fn fence_and_unfence(broker: Arc<Broker>) {
                     silent_ms = now.duration_since(last).as_millis() as u64,
                     "fencing a broker that stopped heartbeating"
                 );
+                // Only the incarnation judged silent: one that registered since is alive.
+                let epoch = Some(b.epoch);
                 if let Err(r) = broker
-                    .commit_metadata(|img| Ok(plan_fence(img, node)))
+                    .commit_metadata(|img| Ok(plan_fence(img, node, epoch)))
                     .await
                 {
                     tracing::warn!(broker = node, error = %r.message, "fencing failed; retrying");
                 }
-            } else if b.fenced
-                && heard.is_some_and(|s| !s.want_fence && now.duration_since(s.at) < session)
-            {
+                continue;
+            }
+            if !b.fenced {
+                continue;
+            }
+            let fenced_at = *fenced_seen.entry(node).or_insert(now);
+            let heard_since = heard.is_some_and(|s| {
+                !s.want_fence && s.at > fenced_at && now.duration_since(s.at) < session
+            });
+            if heard_since {
                 tracing::info!(broker = node, "unfencing a broker that heartbeats again");
                 if let Err(r) = broker
                     .commit_metadata(|img| Ok(plan_unfence(img, node)))
@@ -115,8 +138,13 @@ pub async fn isr_changes(broker: Arc<Broker>) {
                         "ISR changed"
                     )
                 }
-                Err(r) => {
+                Err(r) if r.code == ResponseError::IneligibleReplica.code() => {
                     broker.replicas.isr_refused(&change);
+                    tracing::debug!(partition = change.partition, error = %r.message, "ISR change refused");
+                }
+                // The partition moved on (an image clears the proposal), or the outcome is
+                // unknown (the proposal keeps holding the high watermark): nothing to undo.
+                Err(r) => {
                     tracing::debug!(partition = change.partition, error = %r.message, "ISR change refused");
                 }
             }
@@ -186,15 +214,22 @@ pub async fn controlled_shutdown(broker: &Broker) {
     if image.live_brokers().all(|b| b.node_id == node) {
         return;
     }
-    // Said before the fence is committed, so that the controller never unfences it again.
-    if let Err(e) = broker.metadata.heartbeat(node, true).await {
-        tracing::debug!(error = %e, "heartbeat to the active controller failed");
+    // Said before the fence is committed, so that the controller never unfences it again
+    // (the controller keeps `want_fence` for the rest of this incarnation).
+    for _ in 0..20 {
+        let epoch = image.brokers.get(&node).map_or(-1, |b| b.epoch);
+        match broker.metadata.heartbeat(node, epoch, true).await {
+            Ok(true) => break,
+            Ok(false) => {}
+            Err(e) => tracing::debug!(error = %e, "heartbeat to the active controller failed"),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // Past a session, the controller fences a silent broker anyway: waiting longer for a
     // quorum that is not there only delays the stop.
     let session = Duration::from_millis(broker.config.broker_session_timeout_ms);
     let started = Instant::now();
-    let fenced = broker.commit_metadata(|img| Ok(plan_fence(img, node)));
+    let fenced = broker.commit_metadata(|img| Ok(plan_fence(img, node, None)));
     match tokio::time::timeout(session, fenced).await {
         Ok(Ok(_)) => tracing::info!(
             took_ms = started.elapsed().as_millis() as u64,

@@ -41,6 +41,17 @@ const fn key(name: &'static str, ty: ValueType, default: Option<&'static str>) -
 
 use ValueType::*;
 
+/// A setting's name from an Apache Kafka image variable without its `KAFKA_` prefix: `_` is
+/// `.`, `__` is `_` and `___` is `-` (`KAFKA_LOG_DIRS` is `log.dirs`).
+pub fn kafka_image_key(rest: &str) -> String {
+    rest.to_ascii_lowercase()
+        .replace("___", "\u{0}")
+        .replace("__", "\u{1}")
+        .replace('_', ".")
+        .replace('\u{0}', "-")
+        .replace('\u{1}', "_")
+}
+
 /// Every broker setting Fjord accepts.
 pub const BROKER_KEYS: &[KeyDef] = &[
     key("node.id", Int, Some("1")),
@@ -411,9 +422,22 @@ impl BrokerConfig {
             Some(text) => parse_properties(text)?,
             None => BTreeMap::new(),
         };
+        let env: Vec<(String, String)> = env.into_iter().collect();
+        // Apache Kafka's image convention first (`KAFKA_NODE_ID`, `CLUSTER_ID`), so that a
+        // docker-compose file written for it runs Fjord; FJORD_ names then take precedence.
+        // Both prefixes also name other things (KAFKA_HEAP_OPTS, FJORD_LOG, FJORD_CACHE, ...):
+        // only names that map to a broker setting are taken as one.
+        for (k, v) in &env {
+            let key = if k == "CLUSTER_ID" {
+                Some("cluster.id".to_string())
+            } else {
+                k.strip_prefix("KAFKA_").map(kafka_image_key)
+            };
+            if let Some(key) = key.filter(|key| BROKER_KEYS.iter().any(|d| d.name == key)) {
+                map.insert(key, v.clone());
+            }
+        }
         for (k, v) in env {
-            // FJORD_ is also the prefix of tooling variables (FJORD_LOG, FJORD_CACHE, ...):
-            // only names that map to a broker setting are taken as one.
             if let Some(rest) = k.strip_prefix("FJORD_") {
                 let key = rest.to_ascii_lowercase().replace('_', ".");
                 if BROKER_KEYS.iter().any(|d| d.name == key) {
@@ -928,6 +952,42 @@ mod tests {
         );
         let c = load(&["log.retention.minutes=2", "log.retention.ms=7"]).unwrap();
         assert_eq!(c.static_value("log.retention.ms").as_deref(), Some("7"));
+    }
+
+    #[test]
+    fn kafka_image_variables_name_settings() {
+        let env = vec![
+            ("KAFKA_NODE_ID".to_string(), "3".to_string()),
+            (
+                "KAFKA_PROCESS_ROLES".to_string(),
+                "broker,controller".to_string(),
+            ),
+            (
+                "KAFKA_CONTROLLER_QUORUM_VOTERS".to_string(),
+                "3@127.0.0.1:9093".to_string(),
+            ),
+            (
+                "KAFKA_LISTENERS".to_string(),
+                "PLAINTEXT://127.0.0.1:0,CONTROLLER://127.0.0.1:9093".to_string(),
+            ),
+            ("KAFKA_HEAP_OPTS".to_string(), "-Xmx1G".to_string()),
+            (
+                "CLUSTER_ID".to_string(),
+                "MkU3OEVBNTcwNTJENDM2Qk".to_string(),
+            ),
+            ("KAFKA_NUM_PARTITIONS".to_string(), "2".to_string()),
+            ("FJORD_NUM_PARTITIONS".to_string(), "4".to_string()),
+        ];
+        let c = BrokerConfig::load(None, env, &[]).unwrap();
+        assert_eq!(c.node_id, 3);
+        assert_eq!(c.voters.len(), 1);
+        assert_eq!(c.cluster_id.as_deref(), Some("MkU3OEVBNTcwNTJENDM2Qk"));
+        assert_eq!(c.num_partitions, 4, "FJORD_ wins over KAFKA_");
+        assert_eq!(kafka_image_key("LOG_DIRS"), "log.dirs");
+        assert_eq!(
+            kafka_image_key("LISTENER_NAME_CLIENT_SCRAM___SHA___256_SASL__JAAS__CONFIG"),
+            "listener.name.client.scram-sha-256.sasl_jaas_config"
+        );
     }
 
     #[test]

@@ -12,8 +12,9 @@ const USAGE: &str = "usage: fjord-broker [server.properties] [--override key=val
 Starts a Kafka-compatible broker. With no arguments it serves PLAINTEXT on port 9092
 (clients use localhost:9092) and stores data in /tmp/fjord-logs. Settings use Apache Kafka's
 names (node.id, listeners, advertised.listeners, log.dirs, num.partitions, log.retention.ms, ...)
-from a properties file, FJORD_<KEY> environment variables (FJORD_LOG_DIRS=/data sets log.dirs),
-and --override key=value, in increasing precedence. FJORD_LOG sets the log filter (default info).";
+from a properties file, environment variables as Apache Kafka's image names them (KAFKA_NODE_ID,
+CLUSTER_ID, ...) then FJORD_<KEY> ones (FJORD_LOG_DIRS=/data sets log.dirs), and --override
+key=value, in increasing precedence. FJORD_LOG sets the log filter (default info).";
 
 fn parse_args() -> Result<(Option<String>, Vec<String>), String> {
     let mut file = None;

@@ -15,7 +15,10 @@ use kafka_protocol::messages::create_topics_request::{
     CreatableReplicaAssignment, CreatableTopic, CreatableTopicConfig,
 };
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use kafka_protocol::messages::{BrokerId, CreateTopicsRequest, ProduceRequest};
+use kafka_protocol::messages::{
+    AlterPartitionReassignmentsRequest, BrokerId, CreateTopicsRequest,
+    ListPartitionReassignmentsRequest, ProduceRequest,
+};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::Compression;
 
@@ -554,4 +557,107 @@ async fn leadership_returns_to_the_preferred_replica_by_itself() -> TestResult {
     assert_eq!(back.isr.len(), 3);
     cluster.stop().await?;
     Ok(())
+}
+
+/// AlterPartitionReassignments and ListPartitionReassignments as `kafka-reassign-partitions.sh
+/// --execute / --verify / --cancel` send them. A partition on [1, 2] moves to [3, 2]: broker 3
+/// catches up as a follower and joins the ISR, the move completes, leadership goes to 3, broker
+/// 1 deletes its replica, and 3's log is byte-identical to 2's. A move to a broker that is down
+/// stays in progress until it is cancelled, which restores the replicas.
+#[tokio::test]
+async fn a_reassignment_moves_the_data_and_a_cancel_restores_the_replicas() -> TestResult {
+    let mut cluster = Cluster::start(3, &[]).await?;
+    let t = topic("moved");
+    create(
+        &mut cluster.node(1).client_conn().await?,
+        &t,
+        -1,
+        -1,
+        Some(vec![1, 2]),
+    )
+    .await?;
+    wait_for_partition(cluster.node(1).addr, &t, 0, "both in sync", |p| {
+        p.isr.len() == 2
+    })
+    .await?;
+    let mut c = cluster.node(1).client_conn().await?;
+    let mut acked = Vec::new();
+    for i in 0..20 {
+        let v = format!("v{i}");
+        assert_eq!(send(&mut c, &t, &v, -1).await?, (0, i));
+        acked.push(v);
+    }
+
+    let mut admin = cluster.node(2).client_conn().await?;
+    let r = admin.send(reassign(&t, Some(vec![3, 2])), 0).await?;
+    assert_eq!(r.responses[0].partitions[0].error_code, 0, "{r:?}");
+    let moved = wait_for_partition(cluster.node(3).addr, &t, 0, "the move done", |p| {
+        p.replicas == [3, 2] && p.leader == 3
+    })
+    .await?;
+    assert_eq!(moved.isr, [3, 2]);
+    let r = admin
+        .send(ListPartitionReassignmentsRequest::default(), 0)
+        .await?;
+    assert!(r.topics.is_empty(), "nothing in progress: {r:?}");
+    let gone = cluster.node(1).dir.join(format!("{t}-0"));
+    eventually("the old replica deleted", Duration::from_secs(20), || {
+        let gone = gone.clone();
+        async move { (!gone.exists()).then_some(()) }
+    })
+    .await?;
+    let mut c = cluster.node(3).client_conn().await?;
+    assert_eq!(send(&mut c, &t, "after", -1).await?, (0, 20));
+    acked.push("after".into());
+    assert_eq!(values(cluster.node(3).addr, &t).await?, acked);
+
+    // A move to a broker that is down cannot complete; --cancel restores the replicas.
+    cluster.crash(1).await;
+    let r = admin.send(reassign(&t, Some(vec![1, 2])), 0).await?;
+    assert_eq!(r.responses[0].partitions[0].error_code, 0, "{r:?}");
+    let r = admin
+        .send(ListPartitionReassignmentsRequest::default(), 0)
+        .await?;
+    let ongoing = &r.topics[0].partitions[0];
+    assert_eq!(
+        (
+            ongoing.adding_replicas.clone(),
+            ongoing.removing_replicas.clone()
+        ),
+        (vec![BrokerId(1)], vec![BrokerId(3)])
+    );
+    let r = admin.send(reassign(&t, None), 0).await?;
+    assert_eq!(r.responses[0].partitions[0].error_code, 0, "{r:?}");
+    let back = partitions(cluster.node(2).addr, &t).await?[0].clone();
+    let mut replicas = back.replicas.clone();
+    replicas.sort();
+    assert_eq!((replicas, back.leader), (vec![2, 3], 3), "{back:?}");
+    let r = admin.send(reassign(&t, None), 0).await?;
+    assert_eq!(
+        r.responses[0].partitions[0].error_code, 85,
+        "NO_REASSIGNMENT_IN_PROGRESS"
+    );
+
+    let dirs: Vec<PathBuf> = [2, 3]
+        .iter()
+        .map(|n| cluster.node(*n).dir.clone())
+        .collect();
+    let _kept = cluster.stop().await?;
+    assert_identical(&dirs, &format!("{t}-0"))
+}
+
+/// AlterPartitionReassignments of partition 0 of `t` to `target` (None cancels).
+fn reassign(t: &str, target: Option<Vec<i32>>) -> AlterPartitionReassignmentsRequest {
+    use kafka_protocol::messages::alter_partition_reassignments_request::{
+        ReassignablePartition, ReassignableTopic,
+    };
+    AlterPartitionReassignmentsRequest::default()
+        .with_timeout_ms(30_000)
+        .with_topics(vec![ReassignableTopic::default()
+            .with_name(name(t))
+            .with_partitions(vec![ReassignablePartition::default()
+                .with_partition_index(0)
+                .with_replicas(
+                    target.map(|r| r.into_iter().map(BrokerId).collect()),
+                )])])
 }

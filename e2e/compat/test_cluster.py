@@ -9,6 +9,7 @@ the same files start three Apache Kafka nodes.
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 import subprocess
@@ -226,3 +227,61 @@ def test_no_acknowledged_record_is_lost(cluster, kafka_bin, fault):
     cluster.close()
     logs = [{p.name: p.read_bytes() for p in d.glob("*.log")} for d in dirs]
     assert logs[0] and logs[0] == logs[1] == logs[2], "the replicas' logs differ"
+
+
+def test_reassign_partitions_moves_replicas_to_another_broker(cluster, kafka_bin, tmp_path):
+    """The guides' flow, `kafka-reassign-partitions.sh --generate / --execute / --verify`: two
+    partitions on brokers 1 and 2 move to brokers 2 and 3 while records are read back; broker
+    3 then holds the data and broker 1 holds nothing of the topic."""
+    topic = unique_name("move")
+    admin = AdminClient({"bootstrap.servers": cluster.bootstrap})
+    admin.create_topics([NewTopic(topic, replica_assignment=[[1, 2], [2, 1]])])[topic].result(60)
+    producer = Producer({"bootstrap.servers": cluster.bootstrap, "acks": "all",
+                         "enable.idempotence": True})
+    for i in range(2000):
+        producer.produce(topic, str(i).encode(), partition=i % 2)
+        producer.poll(0)
+    assert producer.flush(60) == 0
+
+    to_move = tmp_path / "topics-to-move.json"
+    to_move.write_text(json.dumps({"version": 1, "topics": [{"topic": topic}]}))
+    out = run(kafka_bin, "kafka-reassign-partitions.sh", "--bootstrap-server", cluster.bootstrap,
+              "--generate", "--topics-to-move-json-file", str(to_move), "--broker-list", "2,3")
+    lines = [line.strip() for line in out.splitlines()]
+    proposed = json.loads(lines[lines.index("Proposed partition reassignment configuration") + 1])
+    for p in proposed["partitions"]:
+        assert sorted(p["replicas"]) == [2, 3], proposed
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps(proposed))
+    run(kafka_bin, "kafka-reassign-partitions.sh", "--bootstrap-server", cluster.bootstrap,
+        "--execute", "--reassignment-json-file", str(plan))
+
+    def verified():
+        out = run(kafka_bin, "kafka-reassign-partitions.sh", "--bootstrap-server",
+                  cluster.bootstrap, "--verify", "--reassignment-json-file", str(plan))
+        return all(f"Reassignment of partition {topic}-{p} is completed." in out for p in (0, 1))
+
+    wait_until(verified, 120, "the reassignment to complete", interval=1)
+    md = admin.list_topics(topic=topic, timeout=10).topics[topic]
+    for p in md.partitions.values():
+        assert sorted(p.replicas) == [2, 3] and sorted(p.isrs) == [2, 3], p
+
+    def moved():
+        on_3 = all(any(f.stat().st_size > 0 for f in (cluster.node(3).data_dir / f"{topic}-{p}")
+                       .glob("*.log")) for p in (0, 1))
+        off_1 = not any((cluster.node(1).data_dir / f"{topic}-{p}").exists() for p in (0, 1))
+        return on_3 and off_1
+
+    wait_until(moved, 60, "the data on broker 3 and gone from broker 1")
+
+    consumer = Consumer({"bootstrap.servers": cluster.bootstrap, "group.id": unique_name("g"),
+                         "auto.offset.reset": "earliest"})
+    consumer.assign([TopicPartition(topic, p, 0) for p in (0, 1)])
+    values = []
+    deadline = time.monotonic() + 60
+    while len(values) < 2000 and time.monotonic() < deadline:
+        for m in consumer.consume(1000, 1.0):
+            assert m.error() is None, m.error()
+            values.append(int(m.value()))
+    consumer.close()
+    assert sorted(values) == list(range(2000))

@@ -1,23 +1,26 @@
 //! AlterPartitionReassignments and ListPartitionReassignments (`kafka-reassign-partitions`).
 //!
-//! On a single node every valid target replica set is this broker, so a reassignment completes
-//! the moment it is committed and none is ever in progress. Moving replicas between brokers
-//! (adding, catching up, removing) arrives with replication.
+//! The controller's side is [`crate::metadata::reassign`]: new replicas are added and catch up
+//! as followers, the reassignment completes when they are all in sync, and the replicas that
+//! left delete their logs. A cancel (no target) restores the original replicas.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use kafka_protocol::messages::alter_partition_reassignments_response::{
     ReassignablePartitionResponse, ReassignableTopicResponse,
 };
+use kafka_protocol::messages::list_partition_reassignments_response::{
+    OngoingPartitionReassignment, OngoingTopicReassignment,
+};
 use kafka_protocol::messages::{
-    AlterPartitionReassignmentsRequest, AlterPartitionReassignmentsResponse,
-    ListPartitionReassignmentsRequest, ListPartitionReassignmentsResponse,
+    AlterPartitionReassignmentsRequest, AlterPartitionReassignmentsResponse, BrokerId,
+    ListPartitionReassignmentsRequest, ListPartitionReassignmentsResponse, TopicName,
 };
 
-use super::{str_bytes, KafkaError, RequestContext};
+use super::{str_bytes, RequestContext};
 use crate::broker::Broker;
-use crate::metadata::topics::Refusal;
-use crate::metadata::MetadataRecord;
+use crate::metadata::reassign::plan_reassignment;
 
 pub async fn alter(
     broker: &Arc<Broker>,
@@ -34,44 +37,13 @@ pub async fn alter(
             let target: Option<Vec<i32>> = p.replicas.map(|r| r.iter().map(|b| b.0).collect());
             let outcome = broker
                 .commit_metadata(|img| {
-                    let topic = img
-                        .topics
-                        .get(&name)
-                        .ok_or_else(|| Refusal::new(KafkaError::UnknownTopicOrPartition, format!("Unknown topic {name}")))?;
-                    let current = topic
-                        .partitions
-                        .get(p.partition_index as usize)
-                        .ok_or_else(|| Refusal::new(KafkaError::UnknownTopicOrPartition, "Unknown partition"))?;
-                    let Some(target) = &target else {
-                        return Err(Refusal::new(KafkaError::NoReassignmentInProgress, "No reassignment is in progress"));
-                    };
-                    let mut sorted = target.clone();
-                    sorted.sort_unstable();
-                    sorted.dedup();
-                    if target.is_empty() || sorted.len() != target.len() || target.iter().any(|b| !img.brokers.contains_key(b)) {
-                        return Err(Refusal::new(
-                            KafkaError::InvalidReplicaAssignment,
-                            format!("Invalid replica assignment {target:?}: replicas must be distinct registered brokers"),
-                        ));
-                    }
-                    if !allow_rf_change && target.len() != current.replicas.len() {
-                        return Err(Refusal::new(
-                            KafkaError::InvalidReplicationFactor,
-                            "The replication factor would change and allowReplicationFactorChange is false",
-                        ));
-                    }
-                    if *target == current.replicas {
-                        return Ok(Vec::new());
-                    }
-                    Ok(vec![MetadataRecord::Partition {
-                        topic_id: topic.id,
-                        partition: p.partition_index,
-                        replicas: target.clone(),
-                        isr: target.clone(),
-                        leader: target[0],
-                        leader_epoch: current.leader_epoch + 1,
-                        partition_epoch: current.partition_epoch + 1,
-                    }])
+                    plan_reassignment(
+                        img,
+                        &name,
+                        p.partition_index,
+                        target.as_deref(),
+                        allow_rf_change,
+                    )
                 })
                 .await;
             let r =
@@ -95,10 +67,46 @@ pub async fn alter(
 }
 
 pub fn list(
-    _broker: &Arc<Broker>,
-    _req: ListPartitionReassignmentsRequest,
+    broker: &Arc<Broker>,
+    req: ListPartitionReassignmentsRequest,
     _ctx: &RequestContext,
 ) -> ListPartitionReassignmentsResponse {
-    // Reassignments complete when committed on a single node; none is ever ongoing.
-    ListPartitionReassignmentsResponse::default()
+    let image = broker.metadata.image();
+    let wanted: Option<BTreeMap<String, Vec<i32>>> = req.topics.map(|topics| {
+        topics
+            .into_iter()
+            .map(|t| (t.name.0.to_string(), t.partition_indexes))
+            .collect()
+    });
+    let ids = |v: &[i32]| v.iter().map(|b| BrokerId(*b)).collect::<Vec<_>>();
+    let mut topics = Vec::new();
+    for t in image.topics.values() {
+        let asked = wanted.as_ref().map(|w| w.get(&t.name));
+        if asked == Some(None) {
+            continue;
+        }
+        let partitions: Vec<OngoingPartitionReassignment> = t
+            .partitions
+            .iter()
+            .enumerate()
+            .filter(|(i, p)| {
+                p.is_reassigning() && asked.flatten().is_none_or(|ps| ps.contains(&(*i as i32)))
+            })
+            .map(|(i, p)| {
+                OngoingPartitionReassignment::default()
+                    .with_partition_index(i as i32)
+                    .with_replicas(ids(&p.replicas))
+                    .with_adding_replicas(ids(&p.adding))
+                    .with_removing_replicas(ids(&p.removing))
+            })
+            .collect();
+        if !partitions.is_empty() {
+            topics.push(
+                OngoingTopicReassignment::default()
+                    .with_name(TopicName(str_bytes(&t.name)))
+                    .with_partitions(partitions),
+            );
+        }
+    }
+    ListPartitionReassignmentsResponse::default().with_topics(topics)
 }

@@ -29,7 +29,7 @@ pub struct Registration {
 /// The partition after an election among the live brokers `live`: the ISR without dead
 /// members (unless that empties it), and a leader from it. The leader epoch moves when the
 /// leader changes, the partition epoch on any change.
-fn elect(p: &PartitionImage, live: impl Fn(i32) -> bool) -> PartitionImage {
+pub(super) fn elect(p: &PartitionImage, live: impl Fn(i32) -> bool) -> PartitionImage {
     let mut isr: Vec<i32> = p.isr.iter().copied().filter(|b| live(*b)).collect();
     if isr.is_empty() {
         isr = p.isr.clone();
@@ -44,11 +44,9 @@ fn elect(p: &PartitionImage, live: impl Fn(i32) -> bool) -> PartitionImage {
             .unwrap_or(-1)
     };
     let mut next = PartitionImage {
-        replicas: p.replicas.clone(),
         isr,
         leader,
-        leader_epoch: p.leader_epoch,
-        partition_epoch: p.partition_epoch,
+        ..p.clone()
     };
     if next.leader != p.leader {
         next.leader_epoch += 1;
@@ -60,15 +58,7 @@ fn elect(p: &PartitionImage, live: impl Fn(i32) -> bool) -> PartitionImage {
 }
 
 fn partition_record(topic_id: Uuid, partition: usize, p: PartitionImage) -> MetadataRecord {
-    MetadataRecord::Partition {
-        topic_id,
-        partition: partition as i32,
-        replicas: p.replicas,
-        isr: p.isr,
-        leader: p.leader,
-        leader_epoch: p.leader_epoch,
-        partition_epoch: p.partition_epoch,
-    }
+    p.record(topic_id, partition as i32)
 }
 
 /// The partition records that `change` makes (only the partitions it changes).
@@ -125,9 +115,13 @@ pub fn plan_register(image: &MetadataImage, reg: &Registration) -> Vec<MetadataR
 }
 
 /// Fences `node`: it leaves every ISR it is not the last member of, and the partitions it led
-/// get a new leader from their ISR (or none). Nothing when it is already fenced or unknown.
-pub fn plan_fence(image: &MetadataImage, node: i32) -> Vec<MetadataRecord> {
-    if !image.is_live(node) {
+/// get a new leader from their ISR (or none). Nothing when it is already fenced or unknown, or
+/// when `epoch` is given and the broker has registered since (a new incarnation).
+pub fn plan_fence(image: &MetadataImage, node: i32, epoch: Option<i64>) -> Vec<MetadataRecord> {
+    let Some(b) = image.brokers.get(&node) else {
+        return Vec::new();
+    };
+    if b.fenced || epoch.is_some_and(|e| e != b.epoch) {
         return Vec::new();
     }
     let mut out = vec![MetadataRecord::BrokerFenced {
@@ -290,6 +284,15 @@ pub struct IsrChange {
     pub isr: Vec<i32>,
 }
 
+/// `members` in the partition's replica order (the order Kafka keeps an ISR in).
+fn in_replica_order(p: &PartitionImage, members: &[i32]) -> Vec<i32> {
+    p.replicas
+        .iter()
+        .copied()
+        .filter(|r| members.contains(r))
+        .collect()
+}
+
 /// The record that applies an ISR change, or Kafka's AlterPartition error: a leader that is
 /// not the partition's leader at that epoch is FENCED_LEADER_EPOCH, a stale partition epoch
 /// INVALID_UPDATE_VERSION, an ISR with a non-replica or a fenced broker INELIGIBLE_REPLICA.
@@ -306,7 +309,12 @@ pub fn plan_isr_change(
                 "the partition does not exist",
             )
         })?;
-    if p.leader != change.leader || p.leader_epoch != change.leader_epoch {
+    let same_leader = p.leader == change.leader && p.leader_epoch == change.leader_epoch;
+    if same_leader && in_replica_order(p, &change.isr) == p.isr {
+        // Already applied: a retried request whose first attempt was committed.
+        return Ok(Vec::new());
+    }
+    if !same_leader {
         return Err(Refusal::new(
             ResponseError::FencedLeaderEpoch,
             format!(
@@ -339,25 +347,15 @@ pub fn plan_isr_change(
             ));
         }
     }
-    let mut isr: Vec<i32> = p
-        .replicas
-        .iter()
-        .copied()
-        .filter(|r| change.isr.contains(r))
-        .collect();
-    isr.dedup();
-    if isr == p.isr {
-        return Ok(Vec::new());
-    }
-    Ok(vec![MetadataRecord::Partition {
-        topic_id: change.topic_id,
-        partition: change.partition,
-        replicas: p.replicas.clone(),
+    let isr = in_replica_order(p, &change.isr);
+    let next = PartitionImage {
         isr,
-        leader: p.leader,
-        leader_epoch: p.leader_epoch,
         partition_epoch: p.partition_epoch + 1,
-    }])
+        ..p.clone()
+    };
+    // The ISR change may complete a reassignment in progress.
+    let next = super::reassign::complete_if_caught_up(&next, |b| image.is_live(b));
+    Ok(vec![next.record(change.topic_id, change.partition)])
 }
 
 #[cfg(test)]
@@ -396,6 +394,8 @@ mod tests {
                 replicas,
                 leader_epoch: 0,
                 partition_epoch: 0,
+                adding_replicas: Vec::new(),
+                removing_replicas: Vec::new(),
             });
         }
         (img, id)
@@ -415,7 +415,7 @@ mod tests {
     #[test]
     fn a_fenced_broker_loses_leadership_and_leaves_the_isr() {
         let (mut img, _) = cluster();
-        apply(&mut img, |i| plan_fence(i, 1));
+        apply(&mut img, |i| plan_fence(i, 1, None));
         assert!(img.brokers[&1].fenced);
         // Partition 0 was led by 1: the next replica in order that is in sync leads.
         let p0 = part(&img, 0);
@@ -426,15 +426,15 @@ mod tests {
         assert_eq!((p1.leader, p1.leader_epoch, p1.partition_epoch), (2, 0, 1));
         assert_eq!(p1.isr, vec![2, 3]);
         // Fencing twice changes nothing.
-        assert!(plan_fence(&img, 1).is_empty());
+        assert!(plan_fence(&img, 1, None).is_empty());
     }
 
     #[test]
     fn the_last_in_sync_replica_stays_and_leads_again_when_it_returns() {
         let (mut img, _) = cluster();
-        apply(&mut img, |i| plan_fence(i, 1));
-        apply(&mut img, |i| plan_fence(i, 2));
-        apply(&mut img, |i| plan_fence(i, 3));
+        apply(&mut img, |i| plan_fence(i, 1, None));
+        apply(&mut img, |i| plan_fence(i, 2, None));
+        apply(&mut img, |i| plan_fence(i, 3, None));
         for p in 0..3 {
             assert_eq!(part(&img, p).leader, -1, "{:?}", part(&img, p));
             assert_eq!(part(&img, p).isr, vec![3], "no unclean election");
@@ -456,6 +456,9 @@ mod tests {
         let epoch = img.brokers[&1].epoch;
         apply(&mut img, |i| plan_register(i, &reg(1)));
         assert!(img.brokers[&1].epoch > epoch);
+        // A controller that judged the old incarnation silent does not fence the new one.
+        assert!(plan_fence(&img, 1, Some(epoch)).is_empty());
+        assert!(!plan_fence(&img, 1, Some(img.brokers[&1].epoch)).is_empty());
         // It gave up leadership and its ISR places to brokers that never stopped.
         let p0 = part(&img, 0);
         assert_eq!((p0.leader, p0.isr.clone()), (2, vec![2, 3]));
@@ -477,6 +480,8 @@ mod tests {
             leader: 1,
             leader_epoch: 4,
             partition_epoch: 4,
+            adding_replicas: Vec::new(),
+            removing_replicas: Vec::new(),
         });
         apply(&mut single, |i| plan_register(i, &reg(1)));
         let p = part(&single, 0);
@@ -496,7 +501,7 @@ mod tests {
             ResponseError::UnknownTopicOrPartition.code()
         );
         // Broker 1 dies and returns: partition 0 is led by 2, and 1 is out of sync.
-        apply(&mut img, |i| plan_fence(i, 1));
+        apply(&mut img, |i| plan_fence(i, 1, None));
         apply(&mut img, |i| plan_unfence(i, 1));
         assert_eq!(imbalanced(&img), Vec::<(String, i32)>::new());
         assert_eq!(
@@ -532,7 +537,7 @@ mod tests {
             ResponseError::ElectionNotNeeded.code()
         );
         for b in [2, 3, 1] {
-            apply(&mut img, |i| plan_fence(i, b));
+            apply(&mut img, |i| plan_fence(i, b, None));
         }
         assert_eq!(
             (part(&img, 0).leader, part(&img, 0).isr.clone()),
@@ -569,8 +574,14 @@ mod tests {
         apply(&mut img, |i| plan_isr_change(i, &change).unwrap());
         assert_eq!(part(&img, 0).isr, vec![1, 3]);
         assert_eq!(part(&img, 0).partition_epoch, 1);
-        // The same request again is a stale partition epoch.
-        let e = plan_isr_change(&img, &change).unwrap_err();
+        // The same request again (a retry whose first attempt was committed) changes nothing.
+        assert_eq!(plan_isr_change(&img, &change).unwrap(), Vec::new());
+        // Another change planned on the old partition epoch is stale.
+        let stale = IsrChange {
+            isr: vec![1, 2, 3],
+            ..change.clone()
+        };
+        let e = plan_isr_change(&img, &stale).unwrap_err();
         assert_eq!(e.code, ResponseError::InvalidUpdateVersion.code());
         // Not the leader.
         let e = plan_isr_change(
@@ -584,7 +595,7 @@ mod tests {
         .unwrap_err();
         assert_eq!(e.code, ResponseError::FencedLeaderEpoch.code());
         // A fenced broker cannot join.
-        apply(&mut img, |i| plan_fence(i, 2));
+        apply(&mut img, |i| plan_fence(i, 2, None));
         let e = plan_isr_change(
             &img,
             &IsrChange {

@@ -44,6 +44,11 @@ pub enum MetadataRecord {
         /// an ISR change planned on an older one is refused.
         #[serde(default)]
         partition_epoch: i32,
+        /// A reassignment in progress: replicas joining and leaving (`replicas` holds both).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        adding_replicas: Vec<i32>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        removing_replicas: Vec<i32>,
     },
     RemoveTopic {
         topic_id: Uuid,
@@ -68,13 +73,56 @@ pub enum ResourceType {
     Broker,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PartitionImage {
+    /// During a reassignment: the target replicas, then those being removed.
     pub replicas: Vec<i32>,
     pub isr: Vec<i32>,
     pub leader: i32,
     pub leader_epoch: i32,
     pub partition_epoch: i32,
+    /// Replicas a reassignment adds (not yet all in sync) and removes.
+    pub adding: Vec<i32>,
+    pub removing: Vec<i32>,
+}
+
+impl PartitionImage {
+    /// The record that sets partition `partition` of topic `topic_id` to this.
+    pub fn record(&self, topic_id: Uuid, partition: i32) -> MetadataRecord {
+        MetadataRecord::Partition {
+            topic_id,
+            partition,
+            replicas: self.replicas.clone(),
+            isr: self.isr.clone(),
+            leader: self.leader,
+            leader_epoch: self.leader_epoch,
+            partition_epoch: self.partition_epoch,
+            adding_replicas: self.adding.clone(),
+            removing_replicas: self.removing.clone(),
+        }
+    }
+
+    pub fn is_reassigning(&self) -> bool {
+        !self.adding.is_empty() || !self.removing.is_empty()
+    }
+
+    /// The replicas a reassignment in progress leads to (the replicas when there is none).
+    pub fn target(&self) -> Vec<i32> {
+        self.replicas
+            .iter()
+            .copied()
+            .filter(|r| !self.removing.contains(r))
+            .collect()
+    }
+
+    /// The replicas before a reassignment in progress (the replicas when there is none).
+    pub fn original(&self) -> Vec<i32> {
+        self.replicas
+            .iter()
+            .copied()
+            .filter(|r| !self.adding.contains(r))
+            .collect()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -172,6 +220,8 @@ impl MetadataImage {
                 leader,
                 leader_epoch,
                 partition_epoch,
+                adding_replicas,
+                removing_replicas,
             } => {
                 let Some(t) = self
                     .topic_ids
@@ -186,6 +236,8 @@ impl MetadataImage {
                     leader: *leader,
                     leader_epoch: *leader_epoch,
                     partition_epoch: *partition_epoch,
+                    adding: adding_replicas.clone(),
+                    removing: removing_replicas.clone(),
                 };
                 let i = *partition as usize;
                 if i < t.partitions.len() {
@@ -275,15 +327,7 @@ impl MetadataImage {
                 topic_id: t.id,
             });
             for (i, p) in t.partitions.iter().enumerate() {
-                out.push(MetadataRecord::Partition {
-                    topic_id: t.id,
-                    partition: i as i32,
-                    replicas: p.replicas.clone(),
-                    isr: p.isr.clone(),
-                    leader: p.leader,
-                    leader_epoch: p.leader_epoch,
-                    partition_epoch: p.partition_epoch,
-                });
+                out.push(p.record(t.id, i as i32));
             }
             for (key, value) in &t.configs {
                 out.push(MetadataRecord::Config {
@@ -344,6 +388,8 @@ mod tests {
                 leader: 1,
                 leader_epoch: 0,
                 partition_epoch: 0,
+                adding_replicas: Vec::new(),
+                removing_replicas: Vec::new(),
             },
             MetadataRecord::Config {
                 resource_type: ResourceType::Topic,
@@ -394,23 +440,13 @@ mod tests {
                 .prop_map(|(node_id, fenced)| MetadataRecord::BrokerFenced { node_id, fenced }),
             topic.prop_map(|(name, topic_id)| MetadataRecord::Topic { name, topic_id }),
             (
-                id.clone(),
-                0i32..3,
-                ids.clone(),
-                ids,
-                -1i32..3,
-                0i32..5,
-                0i32..5
+                (id.clone(), 0i32..3, ids.clone(), ids.clone(), -1i32..3),
+                (0i32..5, 0i32..5, ids.clone(), ids)
             )
                 .prop_map(
                     |(
-                        topic_id,
-                        partition,
-                        replicas,
-                        isr,
-                        leader,
-                        leader_epoch,
-                        partition_epoch,
+                        (topic_id, partition, replicas, isr, leader),
+                        (leader_epoch, partition_epoch, adding_replicas, removing_replicas),
                     )| {
                         MetadataRecord::Partition {
                             topic_id,
@@ -420,8 +456,10 @@ mod tests {
                             leader,
                             leader_epoch,
                             partition_epoch,
+                            adding_replicas,
+                            removing_replicas,
                         }
-                    }
+                    },
                 ),
             id.prop_map(|topic_id| MetadataRecord::RemoveTopic { topic_id }),
             (

@@ -10,6 +10,7 @@
 
 pub mod brokers;
 pub mod image;
+pub mod reassign;
 pub mod topics;
 
 use std::collections::BTreeMap;
@@ -361,11 +362,12 @@ impl Metadata {
         self.images.clone()
     }
 
-    /// Tells the active controller that `node_id` is alive (and whether it wants to be
-    /// fenced); returns whether a leader took it.
-    pub async fn heartbeat(&self, node_id: i32, want_fence: bool) -> Result<bool> {
+    /// Tells the active controller that incarnation `epoch` of `node_id` is alive (and whether
+    /// it wants to be fenced); returns whether a leader took it.
+    pub async fn heartbeat(&self, node_id: i32, epoch: i64, want_fence: bool) -> Result<bool> {
         let hb = crate::quorum::leader::Heartbeat {
             node_id,
+            epoch,
             want_fence,
         };
         self.quorum

@@ -228,6 +228,8 @@ fn partition_record(
         replicas,
         leader_epoch: 0,
         partition_epoch: 0,
+        adding_replicas: Vec::new(),
+        removing_replicas: Vec::new(),
     })
 }
 

@@ -17,6 +17,9 @@ use crate::log::now_ms;
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 pub struct Heartbeat {
     pub node_id: i32,
+    /// The broker epoch of the incarnation sending it (-1 before it registered).
+    #[serde(default)]
+    pub epoch: i64,
     pub want_fence: bool,
 }
 
@@ -30,6 +33,9 @@ pub struct HeartbeatReply {
 #[derive(Debug, Clone, Copy)]
 pub struct Seen {
     pub at: std::time::Instant,
+    pub epoch: i64,
+    /// Once an incarnation asked to be fenced (shutting down), it stays asked: a heartbeat it
+    /// sent earlier and that arrives later does not take it back.
     pub want_fence: bool,
 }
 
@@ -42,11 +48,16 @@ pub struct Liveness {
 
 impl Liveness {
     pub fn record(&self, hb: Heartbeat) {
-        self.seen.lock().insert(
+        let mut seen = self.seen.lock();
+        let asked = seen
+            .get(&hb.node_id)
+            .is_some_and(|s| s.epoch == hb.epoch && s.want_fence);
+        seen.insert(
             hb.node_id,
             Seen {
                 at: std::time::Instant::now(),
-                want_fence: hb.want_fence,
+                epoch: hb.epoch,
+                want_fence: hb.want_fence || asked,
             },
         );
     }

@@ -13,7 +13,8 @@ use serde::{Deserialize, Serialize};
 use crate::metadata::MetadataRecord;
 
 /// The metadata feature level this build applies; a command above it is never skipped.
-pub const SUPPORTED_COMMAND_VERSION: u16 = 1;
+/// 2: broker epochs and fencing (`BrokerFenced`), partition epochs.
+pub const SUPPORTED_COMMAND_VERSION: u16 = 2;
 
 openraft::declare_raft_types!(
     /// The Raft type configuration of Fjord's metadata quorum.

@@ -1150,6 +1150,8 @@ mod tests {
             leader: config.node_id,
             leader_epoch: epoch,
             partition_epoch: epoch,
+            adding_replicas: Vec::new(),
+            removing_replicas: Vec::new(),
         };
         let mut image = MetadataImage::default();
         image.apply(&MetadataRecord::Topic {
@@ -1227,6 +1229,8 @@ mod tests {
             leader: me,
             leader_epoch: 2,
             partition_epoch: 2,
+            adding_replicas: Vec::new(),
+            removing_replicas: Vec::new(),
         });
         replicas.sync(&Arc::new(image)).unwrap();
         let p = replicas.get("r", 0).unwrap();

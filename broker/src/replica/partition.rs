@@ -152,6 +152,14 @@ impl PartitionState {
         if changed || p.partition_epoch != self.partition_epoch {
             self.joining.clear();
         }
+        // A follower that leaves the ISR (fenced, restarted: it may have lost what it had
+        // not flushed) proves its log end again by fetching before it may rejoin; what it
+        // fetched before is no evidence of what it holds now.
+        for (id, progress) in self.followers.iter_mut() {
+            if self.isr.contains(id) && !p.isr.contains(id) {
+                progress.log_end = -1;
+            }
+        }
         self.isr = p.isr.clone();
         self.partition_epoch = p.partition_epoch;
         self.min_isr = min_isr;
@@ -314,6 +322,9 @@ impl PartitionState {
             })
             .map(|(id, _)| *id)
             .collect();
+        // Recomputed every time: a proposal whose outcome is unknown keeps holding the high
+        // watermark for as long as its members could be in the ISR.
+        self.joining = joining.clone();
         if lagging.is_empty() && joining.is_empty() {
             return None;
         }
@@ -323,12 +334,12 @@ impl PartitionState {
             .copied()
             .filter(|r| (self.isr.contains(r) && !lagging.contains(r)) || joining.contains(r))
             .collect();
-        self.joining = joining;
         Some(isr)
     }
 
-    /// The controller refused a proposed ISR: the members it would have added stop holding
-    /// the high watermark.
+    /// The controller refused a proposed ISR for good (a member is not eligible): the members
+    /// it would have added stop holding the high watermark. (A refusal because the partition
+    /// moved on needs nothing: the image that moved it clears them.)
     pub fn proposal_refused(&mut self) {
         self.joining.clear();
     }
@@ -392,6 +403,7 @@ mod tests {
             leader,
             leader_epoch: epoch,
             partition_epoch: epoch,
+            ..Default::default()
         }
     }
 
