@@ -235,7 +235,8 @@ def test_reassign_partitions_moves_replicas_to_another_broker(cluster, kafka_bin
     3 then holds the data and broker 1 holds nothing of the topic."""
     topic = unique_name("move")
     admin = AdminClient({"bootstrap.servers": cluster.bootstrap})
-    admin.create_topics([NewTopic(topic, replica_assignment=[[1, 2], [2, 1]])])[topic].result(60)
+    admin.create_topics([NewTopic(topic, num_partitions=2, replication_factor=-1,
+                                  replica_assignment=[[1, 2], [2, 1]])])[topic].result(60)
     producer = Producer({"bootstrap.servers": cluster.bootstrap, "acks": "all",
                          "enable.idempotence": True})
     for i in range(2000):
@@ -273,6 +274,15 @@ def test_reassign_partitions_moves_replicas_to_another_broker(cluster, kafka_bin
         return on_3 and off_1
 
     wait_until(moved, 60, "the data on broker 3 and gone from broker 1")
+
+    # kafka-log-dirs.sh (DescribeLogDirs, asked of each broker) sees the bytes on broker 3.
+    out = run(kafka_bin, "kafka-log-dirs.sh", "--bootstrap-server", cluster.bootstrap,
+              "--describe", "--broker-list", "1,3", "--topic-list", topic)
+    dirs = json.loads(next(line for line in out.splitlines() if line.startswith("{")))
+    sizes = {b["broker"]: {p["partition"]: p["size"] for d in b["logDirs"] for p in d["partitions"]}
+             for b in dirs["brokers"]}
+    assert sizes[1] == {}, sizes
+    assert set(sizes[3]) == {f"{topic}-0", f"{topic}-1"} and min(sizes[3].values()) > 0, sizes
 
     consumer = Consumer({"bootstrap.servers": cluster.bootstrap, "group.id": unique_name("g"),
                          "auto.offset.reset": "earliest"})
