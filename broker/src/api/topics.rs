@@ -117,7 +117,10 @@ pub async fn create_topics(
                 let (partitions, rf) = match image.topics.get(&name) {
                     Some(t) => (
                         t.partitions.len() as i32,
-                        t.partitions.first().map(|p| p.replicas.len()).unwrap_or(1) as i16,
+                        t.partitions
+                            .first()
+                            .map(|p| p.original().len())
+                            .unwrap_or(1) as i16,
                     ),
                     None => (
                         if t.num_partitions > 0 {

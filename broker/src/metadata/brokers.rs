@@ -232,7 +232,8 @@ pub fn plan_election(
 }
 
 /// The partitions whose preferred replica is live and in sync but does not lead (what the
-/// automatic leader rebalance, `auto.leader.rebalance.enable`, elects).
+/// automatic leader rebalance, `auto.leader.rebalance.enable`, elects), leaving out partitions
+/// being reassigned (as Kafka's controller does).
 pub fn imbalanced(image: &MetadataImage) -> Vec<(String, i32)> {
     let mut out = Vec::new();
     for t in image.topics.values() {
@@ -240,7 +241,12 @@ pub fn imbalanced(image: &MetadataImage) -> Vec<(String, i32)> {
             let Some(&preferred) = p.replicas.first() else {
                 continue;
             };
-            if p.leader != preferred && image.is_live(preferred) && p.isr.contains(&preferred) {
+            // Not during a reassignment: its first replica may be one still being added.
+            if p.leader != preferred
+                && !p.is_reassigning()
+                && image.is_live(preferred)
+                && p.isr.contains(&preferred)
+            {
                 out.push((t.name.clone(), i as i32));
             }
         }

@@ -43,7 +43,15 @@ pub fn plan_reassignment(
                     format!("No reassignment is in progress for {topic}-{partition}"),
                 ));
             }
-            finish(p, &original, |b| image.is_live(b))
+            let restored = finish(p, &original, |b| image.is_live(b));
+            if restored == *p {
+                // No original replica could lead: cancelling would leave nobody in sync.
+                return Err(Refusal::new(
+                    ResponseError::InvalidReplicaAssignment,
+                    format!("Cannot cancel the reassignment of {topic}-{partition}: none of the original replicas {original:?} is live and in sync"),
+                ));
+            }
+            restored
         }
         Some(target) => {
             let mut sorted = target.to_vec();
@@ -79,6 +87,18 @@ pub fn plan_reassignment(
                 .collect();
             let mut replicas = target.to_vec();
             replicas.extend(&removing);
+            let live = |b: i32| image.is_live(b);
+            if adding.is_empty() && removing.is_empty() {
+                // Back to the original replicas (a rollback of a reassignment in progress).
+                let restored = finish(p, target, live);
+                if restored == *p {
+                    return Err(Refusal::new(
+                        ResponseError::InvalidReplicaAssignment,
+                        format!("None of the replicas {target:?} of {topic}-{partition} is live and in sync"),
+                    ));
+                }
+                return Ok(vec![restored.record(t.id, partition)]);
+            }
             let started = PartitionImage {
                 replicas,
                 // Replicas a replaced reassignment was adding and this one drops leave the ISR.
@@ -93,7 +113,16 @@ pub fn plan_reassignment(
                 partition_epoch: p.partition_epoch + 1,
                 ..p.clone()
             };
-            complete_if_caught_up(&started, |b| image.is_live(b))
+            // A leader that a replaced reassignment had added and this one drops hands over.
+            let mut started = elect(&started, |b| live(b) && started.replicas.contains(&b));
+            started.partition_epoch = p.partition_epoch + 1;
+            if p.leader >= 0 && started.leader < 0 {
+                return Err(Refusal::new(
+                    ResponseError::InvalidReplicaAssignment,
+                    format!("No replica of {target:?} that is live and in sync could lead {topic}-{partition}"),
+                ));
+            }
+            complete_if_caught_up(&started, live)
         }
     };
     Ok(vec![next.record(t.id, partition)])
@@ -219,6 +248,25 @@ mod tests {
         assert!(!p.is_reassigning());
         assert_eq!(p.isr, vec![4, 2, 3]);
         assert_eq!((p.leader, p.leader_epoch), (4, 1));
+    }
+
+    #[test]
+    fn a_rollback_while_an_added_replica_leads_hands_leadership_back() {
+        let mut img = image();
+        let r = plan_reassignment(&img, "t", 0, Some(&[4, 2, 3]), false).unwrap();
+        apply(&mut img, r);
+        // 4 is in sync and (say, after an election) leads, before the move completes.
+        let mut p = part(&img);
+        p.isr = vec![1, 2, 3, 4];
+        p.leader = 4;
+        p.leader_epoch += 1;
+        img.apply(&p.record(img.topics["t"].id, 0));
+        let r = plan_reassignment(&img, "t", 0, Some(&[1, 2, 3]), false).unwrap();
+        apply(&mut img, r);
+        let p = part(&img);
+        assert!(!p.is_reassigning());
+        assert!([1, 2, 3].contains(&p.leader), "{p:?}");
+        assert!(!p.isr.contains(&4) && !p.replicas.contains(&4), "{p:?}");
     }
 
     #[test]

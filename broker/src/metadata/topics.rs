@@ -261,7 +261,11 @@ pub fn plan_create_partitions(
     }
     let brokers: Vec<i32> = image.brokers.keys().copied().collect();
     let live: Vec<i32> = image.live_brokers().map(|b| b.node_id).collect();
-    let rf = t.partitions.first().map(|p| p.replicas.len()).unwrap_or(1);
+    let rf = t
+        .partitions
+        .first()
+        .map(|p| p.original().len())
+        .unwrap_or(1);
     let mut recs = Vec::new();
     for p in current..count {
         let replicas = match assignments {

@@ -64,6 +64,8 @@ pub struct PartitionState {
     isr: Vec<i32>,
     /// The image's partition epoch: an ISR change is planned on it.
     partition_epoch: i32,
+    /// How many of `replicas` a reassignment is still adding.
+    adding: usize,
     /// Members this leader asked the controller to add to the ISR, not yet in the image. The
     /// high watermark waits for them too (Kafka's "maximal ISR", KIP-497): a member added
     /// once its log reached the high watermark must never find it moved past its log end.
@@ -90,6 +92,7 @@ impl PartitionState {
             replicas: Vec::new(),
             isr: Vec::new(),
             partition_epoch: -1,
+            adding: 0,
             joining: Vec::new(),
             epoch_start: 0,
             min_isr: 1,
@@ -121,7 +124,8 @@ impl PartitionState {
     /// Led here with fewer in-sync replicas than replicas (Kafka's UnderReplicatedPartitions
     /// counts it on the leader).
     pub fn is_under_replicated(&self) -> bool {
-        self.is_leader() && self.isr.len() < self.replicas.len()
+        // Replicas a reassignment is still adding do not count (as in Kafka).
+        self.is_leader() && self.isr.len() < self.replicas.len() - self.adding
     }
 
     /// Led here with fewer in-sync replicas than `min.insync.replicas`: `acks=all` is refused.
@@ -162,6 +166,7 @@ impl PartitionState {
         }
         self.isr = p.isr.clone();
         self.partition_epoch = p.partition_epoch;
+        self.adding = p.adding.iter().filter(|b| p.replicas.contains(b)).count();
         self.min_isr = min_isr;
         if changed && self.is_leader() {
             self.epoch_start = log_end;
