@@ -225,6 +225,50 @@ class FjordBroker(Broker):
         return cmd
 
 
+def kraft_properties(node: Broker, quorum: dict[str, str], replication: int) -> dict[str, str]:
+    """`server.properties` of a combined broker-and-controller node in KRaft mode, as Apache
+    Kafka's quickstart writes it; `quorum` names the controllers, `replication` is the internal
+    topics' replication factor."""
+    return {
+        "process.roles": "broker,controller",
+        "node.id": str(node.node_id),
+        **quorum,
+        "listeners": f"PLAINTEXT://127.0.0.1:{node.port},CONTROLLER://127.0.0.1:{node.controller_port}",
+        "advertised.listeners": f"PLAINTEXT://127.0.0.1:{node.port}",
+        "controller.listener.names": "CONTROLLER",
+        "inter.broker.listener.name": "PLAINTEXT",
+        "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+        "log.dirs": str(node.data_dir),
+        "num.partitions": "1",
+        "offsets.topic.replication.factor": str(replication),
+        "transaction.state.log.replication.factor": str(replication),
+        "transaction.state.log.min.isr": str(min(replication, 2)),
+        "group.initial.rebalance.delay.ms": "0",
+    }
+
+
+def write_properties(path: Path, props: dict[str, str]) -> None:
+    path.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
+
+
+def new_cluster_id() -> str:
+    """A random cluster id as `kafka-storage.sh random-uuid` prints it."""
+    cluster_id = "-"
+    while cluster_id.startswith("-"):  # as Kafka's Uuid: a leading '-' reads as a flag
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    return cluster_id
+
+
+def kafka_storage_format(kafka_bin: Path, config: Path, cluster_id: str, *flags: str) -> None:
+    """Apache Kafka's explicit format step (Fjord formats an empty directory by itself)."""
+    out = subprocess.run(
+        [str(kafka_bin / "kafka-storage.sh"), "format", *flags, "-t", cluster_id,
+         "-c", str(config)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=180,
+    )
+    assert out.returncode == 0, f"kafka-storage format failed:\n{out.stdout}"
+
+
 class ApacheKafkaBroker(Broker):
     """Apache Kafka 4.x, one node in KRaft combined mode (broker + controller)."""
 
@@ -235,34 +279,14 @@ class ApacheKafkaBroker(Broker):
         self.config_path = workdir / "server.properties"
 
     def prepare(self) -> None:
+        quorum = {"controller.quorum.bootstrap.servers": f"127.0.0.1:{self.controller_port}"}
         props = {
-            "process.roles": "broker,controller",
-            "node.id": str(NODE_ID),
-            "controller.quorum.bootstrap.servers": f"127.0.0.1:{self.controller_port}",
-            "listeners": f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
-            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port}",
-            "controller.listener.names": "CONTROLLER",
-            "inter.broker.listener.name": "PLAINTEXT",
-            "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
-            "log.dirs": str(self.data_dir),
-            "num.partitions": "1",
-            "offsets.topic.replication.factor": "1",
-            "transaction.state.log.replication.factor": "1",
-            "transaction.state.log.min.isr": "1",
+            **kraft_properties(self, quorum, 1),
             "share.coordinator.state.topic.replication.factor": "1",
             "share.coordinator.state.topic.min.isr": "1",
-            "group.initial.rebalance.delay.ms": "0",
         }
-        self.config_path.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
-        cluster_id = "-"
-        while cluster_id.startswith("-"):  # as Kafka's Uuid: a leading '-' reads as a flag
-            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-        out = subprocess.run(
-            [str(self.kafka_bin / "kafka-storage.sh"), "format", "--standalone",
-             "-t", cluster_id, "-c", str(self.config_path)],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=180,
-        )
-        assert out.returncode == 0, f"kafka-storage format failed:\n{out.stdout}"
+        write_properties(self.config_path, props)
+        kafka_storage_format(self.kafka_bin, self.config_path, new_cluster_id(), "--standalone")
 
     def command(self) -> list[str]:
         return [str(self.kafka_bin / "kafka-server-start.sh"), str(self.config_path)]
@@ -293,36 +317,14 @@ class ClusterNode(Broker):
         self.binary = Path(os.environ.get("FJORD_BROKER", REPO / "target" / "release" / "fjord-broker"))
 
     def write_config(self, voters: str, extra: dict[str, str]) -> None:
-        props = {
-            "process.roles": "broker,controller",
-            "node.id": str(self.node_id),
-            "controller.quorum.voters": voters,
-            "listeners": f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
-            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port}",
-            "controller.listener.names": "CONTROLLER",
-            "inter.broker.listener.name": "PLAINTEXT",
-            "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
-            "log.dirs": str(self.data_dir),
-            "num.partitions": "1",
-            "offsets.topic.replication.factor": "3",
-            "transaction.state.log.replication.factor": "3",
-            "transaction.state.log.min.isr": "2",
-            "group.initial.rebalance.delay.ms": "0",
-            **extra,
-        }
+        props = {**kraft_properties(self, {"controller.quorum.voters": voters}, 3), **extra}
         if TARGET == "fjord":
             props["fjord.metrics.listener"] = "127.0.0.1:0"
-        self.config_path.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
+        write_properties(self.config_path, props)
 
     def format(self, cluster_id: str) -> None:
-        if TARGET != "kafka":
-            return  # Fjord formats an empty log directory at its first start.
-        out = subprocess.run(
-            [str(self.kafka_bin / "kafka-storage.sh"), "format", "-t", cluster_id,
-             "-c", str(self.config_path)],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=180,
-        )
-        assert out.returncode == 0, f"kafka-storage format failed:\n{out.stdout}"
+        if TARGET == "kafka":
+            kafka_storage_format(self.kafka_bin, self.config_path, cluster_id)
 
     def command(self) -> list[str]:
         if TARGET == "kafka":
@@ -336,7 +338,7 @@ class Cluster:
     def __init__(self, workdir: Path, kafka_bin: Path, n: int = 3, extra: dict | None = None):
         self.nodes = [ClusterNode(workdir / f"node{i}", kafka_bin, i) for i in range(1, n + 1)]
         voters = ",".join(f"{x.node_id}@127.0.0.1:{x.controller_port}" for x in self.nodes)
-        cluster_id = base64.urlsafe_b64encode(uuid.UUID(int=7).bytes).decode().rstrip("=")
+        cluster_id = new_cluster_id()
         for x in self.nodes:
             x.write_config(voters, extra or {})
             x.format(cluster_id)

@@ -290,9 +290,10 @@ pub struct IsrChange {
     pub isr: Vec<i32>,
 }
 
-/// `members` in the partition's replica order (the order Kafka keeps an ISR in).
-fn in_replica_order(p: &PartitionImage, members: &[i32]) -> Vec<i32> {
-    p.replicas
+/// The brokers of `order` that are in `members`, in `order`'s order (Kafka keeps an ISR in
+/// replica order).
+pub(super) fn in_order(order: &[i32], members: &[i32]) -> Vec<i32> {
+    order
         .iter()
         .copied()
         .filter(|r| members.contains(r))
@@ -316,7 +317,7 @@ pub fn plan_isr_change(
             )
         })?;
     let same_leader = p.leader == change.leader && p.leader_epoch == change.leader_epoch;
-    if same_leader && in_replica_order(p, &change.isr) == p.isr {
+    if same_leader && in_order(&p.replicas, &change.isr) == p.isr {
         // Already applied: a retried request whose first attempt was committed.
         return Ok(Vec::new());
     }
@@ -353,7 +354,7 @@ pub fn plan_isr_change(
             ));
         }
     }
-    let isr = in_replica_order(p, &change.isr);
+    let isr = in_order(&p.replicas, &change.isr);
     let next = PartitionImage {
         isr,
         partition_epoch: p.partition_epoch + 1,

@@ -9,7 +9,7 @@
 
 use kafka_protocol::error::ResponseError;
 
-use super::brokers::elect;
+use super::brokers::{elect, in_order};
 use super::image::{MetadataImage, MetadataRecord, PartitionImage};
 use super::topics::Refusal;
 
@@ -147,11 +147,7 @@ pub fn complete_if_caught_up(p: &PartitionImage, live: impl Fn(i32) -> bool) -> 
 /// them, and a leader outside them hands over (see [`elect`]). Unchanged if none of them is
 /// in sync and live (nothing could lead without losing data).
 fn finish(p: &PartitionImage, replicas: &[i32], live: impl Fn(i32) -> bool) -> PartitionImage {
-    let isr: Vec<i32> = replicas
-        .iter()
-        .copied()
-        .filter(|b| p.isr.contains(b))
-        .collect();
+    let isr = in_order(replicas, &p.isr);
     if !isr.iter().any(|b| live(*b)) {
         return p.clone();
     }

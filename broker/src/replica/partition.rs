@@ -312,7 +312,9 @@ impl PartitionState {
         max_lag_ms: i64,
         eligible: impl Fn(i32) -> bool,
     ) -> Option<Vec<i32>> {
-        if !self.is_leader() {
+        // Checked for every partition twice a second: a replica with no followers (every
+        // partition of a single node) has nothing to propose and allocates nothing.
+        if !self.is_leader() || self.followers.is_empty() {
             return None;
         }
         let lagging = self.lagging_followers(now_ms, max_lag_ms);
