@@ -151,6 +151,10 @@ pub const BROKER_KEYS: &[KeyDef] = &[
         Some("9223372036854775807"),
     ),
     key("fjord.metrics.listener", Str, Some("0.0.0.0:9644")),
+    // The metadata quorum snapshots its image after this many entries, and keeps this many
+    // entries behind a snapshot for followers and broker-only nodes a little behind.
+    key("fjord.metadata.snapshot.entries", Long, Some("10000")),
+    key("fjord.metadata.snapshot.entries.kept", Long, Some("10000")),
     // Accepted for compatibility with existing server.properties files; Fjord sizes these itself.
     key("num.network.threads", Ignored, Some("3")),
     key("num.io.threads", Ignored, Some("8")),
@@ -349,6 +353,9 @@ pub struct BrokerConfig {
     /// Every key the operator set (file, environment, overrides), validated.
     pub raw: BTreeMap<String, String>,
     pub node_id: i32,
+    /// Whether this node is a controller (a voter of the metadata quorum) as well as a broker
+    /// (`process.roles`); a broker-only node follows the voters as an observer.
+    pub controller: bool,
     pub cluster_id: Option<String>,
     pub listeners: Vec<Listener>,
     pub advertised_listeners: Vec<Listener>,
@@ -389,6 +396,9 @@ pub struct BrokerConfig {
     /// `auto.leader.rebalance.enable`, every `leader.imbalance.check.interval.seconds` (in ms),
     /// above `leader.imbalance.per.broker.percentage`.
     pub leader_rebalance: Option<(u64, u32)>,
+    /// `fjord.metadata.snapshot.entries` and `fjord.metadata.snapshot.entries.kept`.
+    pub metadata_snapshot_entries: u64,
+    pub metadata_entries_kept: u64,
     /// `controller.quorum.voters`; empty for a node that is a quorum of one (itself).
     pub voters: BTreeMap<u64, crate::quorum::VoterEndpoint>,
     /// The `listeners` named in `controller.listener.names`: where other voters reach this one.
@@ -491,12 +501,16 @@ impl BrokerConfig {
         let roles = get("process.roles").unwrap_or_default();
         let mut roles: Vec<&str> = roles.split(',').map(str::trim).collect();
         roles.sort_unstable();
-        if roles != ["broker", "controller"] {
-            return Err(Error::config(
-                "process.roles",
-                "only `broker,controller` (a single combined node) is supported so far",
-            ));
-        }
+        let controller =
+            match roles.as_slice() {
+                ["broker", "controller"] => true,
+                ["broker"] => false,
+                _ => return Err(Error::config(
+                    "process.roles",
+                    "`broker,controller` (a combined node) or `broker` (a broker-only node) are \
+                     supported so far; controller-only nodes are not",
+                )),
+            };
         let voters = match raw.get("controller.quorum.voters") {
             Some(v) => crate::quorum::bootstrap::parse_voters(v)?,
             None if raw.contains_key("controller.quorum.bootstrap.servers") => {
@@ -507,10 +521,29 @@ impl BrokerConfig {
             }
             None => BTreeMap::new(),
         };
-        if !voters.is_empty() && !voters.contains_key(&(node_id as u64)) {
+        let is_voter = voters.contains_key(&(node_id as u64));
+        if controller && !voters.is_empty() && !is_voter {
             return Err(Error::config(
                 "controller.quorum.voters",
-                format!("node {node_id} is not one of the voters; broker-only nodes are not supported yet"),
+                format!(
+                    "node {node_id} has the controller role but is not one of the voters \
+                     (a node that is not a voter has process.roles=broker)"
+                ),
+            ));
+        }
+        if !controller && voters.is_empty() {
+            return Err(Error::config(
+                "controller.quorum.voters",
+                "a broker-only node (process.roles=broker) needs the controllers it follows",
+            ));
+        }
+        if !controller && is_voter {
+            return Err(Error::config(
+                "controller.quorum.voters",
+                format!(
+                    "node {node_id} is a broker-only node (process.roles=broker) and must not be \
+                     one of the voters"
+                ),
             ));
         }
         let protocol_map = get("listener.security.protocol.map").unwrap_or_default();
@@ -569,7 +602,7 @@ impl BrokerConfig {
             ));
         }
         let advertised_listeners = parse_listeners("advertised.listeners")?;
-        if voters.len() > 1 && controller_listeners.is_empty() {
+        if controller && voters.len() > 1 && controller_listeners.is_empty() {
             return Err(Error::config(
                 "controller.listener.names",
                 "other voters reach this one on a controller listener: name one of `listeners` here",
@@ -602,6 +635,7 @@ impl BrokerConfig {
         }
         let cfg = BrokerConfig {
             node_id,
+            controller,
             cluster_id: raw.get("cluster.id").cloned(),
             listeners,
             advertised_listeners,
@@ -629,6 +663,8 @@ impl BrokerConfig {
             replica_lag_time_max_ms: positive("replica.lag.time.max.ms", 1)?,
             broker_heartbeat_interval_ms: positive("broker.heartbeat.interval.ms", 1)? as u64,
             broker_session_timeout_ms: positive("broker.session.timeout.ms", 1)? as u64,
+            metadata_snapshot_entries: positive("fjord.metadata.snapshot.entries", 1)? as u64,
+            metadata_entries_kept: positive("fjord.metadata.snapshot.entries.kept", 1)? as u64,
             auto_create_topics_enable: get("auto.create.topics.enable").as_deref() == Some("true"),
             retention_check_interval_ms: positive("log.retention.check.interval.ms", 1)? as u64,
             socket_request_max_bytes: positive("socket.request.max.bytes", 1024)? as usize,
@@ -773,6 +809,14 @@ pub fn validate_topic_value(key: &str, value: &str) -> std::result::Result<(), S
         Bool if value != "true" && value != "false" => return Err(bad()),
         Bool => {}
         _ => {}
+    }
+    if key.ends_with(".replication.throttled.replicas")
+        && !crate::replica::throttle::valid_replica_list(value)
+    {
+        return Err(format!(
+            "{}: must be `*` or a list of partition:broker pairs",
+            bad()
+        ));
     }
     let allowed: &[&str] = match key {
         "cleanup.policy" => &["delete", "compact", "compact,delete", "delete,compact"],
@@ -1016,6 +1060,39 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("listeners"), "{e}");
+    }
+
+    #[test]
+    fn process_roles_and_voters_must_agree() {
+        let voters = "controller.quorum.voters=1@127.0.0.1:9093,2@127.0.0.1:9094";
+        let broker_only = load(&["node.id=4", "process.roles=broker", voters]).unwrap();
+        assert!(!broker_only.controller);
+        assert!(broker_only.controller_listeners.is_empty());
+        let combined = load(&[
+            "node.id=1",
+            "listeners=PLAINTEXT://:0,CONTROLLER://:9093",
+            voters,
+        ])
+        .unwrap();
+        assert!(combined.controller);
+        for (settings, key) in [
+            (
+                vec!["node.id=1", "process.roles=broker", voters],
+                "controller.quorum.voters",
+            ),
+            (
+                vec!["node.id=4", "process.roles=broker"],
+                "controller.quorum.voters",
+            ),
+            (vec!["node.id=4", voters], "controller.quorum.voters"),
+            (
+                vec!["node.id=1", "process.roles=controller", voters],
+                "process.roles",
+            ),
+        ] {
+            let e = load(&settings).unwrap_err().to_string();
+            assert!(e.contains(key), "{settings:?}: {e}");
+        }
     }
 
     #[test]

@@ -661,3 +661,88 @@ fn reassign(t: &str, target: Option<Vec<i32>>) -> AlterPartitionReassignmentsReq
                     target.map(|r| r.into_iter().map(BrokerId).collect()),
                 )])])
 }
+
+/// The guides' fourth node: a broker-only node (`process.roles=broker`) joins three combined
+/// nodes. It follows the quorum as an observer (DescribeQuorum lists it), registers, takes a
+/// replica by reassignment and leads it with every acknowledged record, and after a crash
+/// restarts from its own metadata checkpoint and rejoins the ISR.
+#[tokio::test]
+async fn a_broker_only_node_joins_and_takes_over_a_replica() -> TestResult {
+    let mut cluster = Cluster::start(3, &[]).await?;
+    let t = topic("joined");
+    create(
+        &mut cluster.node(1).client_conn().await?,
+        &t,
+        -1,
+        -1,
+        Some(vec![1, 2]),
+    )
+    .await?;
+    wait_for_partition(cluster.node(1).addr, &t, 0, "both in sync", |p| {
+        p.isr.len() == 2
+    })
+    .await?;
+    let mut c = cluster.node(1).client_conn().await?;
+    let mut acked = Vec::new();
+    for i in 0..10 {
+        let v = format!("v{i}");
+        assert_eq!(send(&mut c, &t, &v, -1).await?, (0, i));
+        acked.push(v);
+    }
+
+    let id = cluster.add_broker().await?;
+    assert_eq!(id, 4);
+    cluster.wait_for_brokers(4).await?;
+    let addr = cluster.node(4).addr;
+    let observers = eventually(
+        "the new broker observes the quorum",
+        Duration::from_secs(20),
+        || async move {
+            let mut c = Client::connect(addr).await.ok()?;
+            let r = c.send(describe_quorum(), 2).await.ok()?;
+            let p = &r.topics[0].partitions[0];
+            let observers: Vec<i32> = p.observers.iter().map(|o| o.replica_id.0).collect();
+            (p.error_code == 0 && p.current_voters.len() == 3 && !observers.is_empty())
+                .then_some(observers)
+        },
+    )
+    .await?;
+    assert_eq!(observers, [4]);
+
+    let mut admin = cluster.node(4).client_conn().await?;
+    let r = admin.send(reassign(&t, Some(vec![4, 2])), 0).await?;
+    assert_eq!(r.responses[0].partitions[0].error_code, 0, "{r:?}");
+    let moved = wait_for_partition(addr, &t, 0, "the move to the new broker done", |p| {
+        p.replicas == [4, 2] && p.leader == 4
+    })
+    .await?;
+    assert_eq!(moved.isr, [4, 2]);
+    assert_eq!(values(addr, &t).await?, acked);
+
+    // A crash: it restarts from its own checkpoint, leadership comes back by election.
+    cluster.crash(4).await;
+    wait_for_partition(cluster.node(2).addr, &t, 0, "node 2 leads", |p| {
+        p.leader == 2
+    })
+    .await?;
+    let mut c = cluster.node(2).client_conn().await?;
+    assert_eq!(send(&mut c, &t, "while-down", 1).await?, (0, 10));
+    acked.push("while-down".into());
+    cluster.restart(4).await?;
+    wait_for_partition(cluster.node(2).addr, &t, 0, "node 4 back in the ISR", |p| {
+        p.isr.len() == 2
+    })
+    .await?;
+    let mut c = cluster.node(2).client_conn().await?;
+    let r = c.send(elect_preferred(&t), 2).await?;
+    assert_eq!(r.error_code, 0, "{r:?}");
+    wait_for_partition(addr, &t, 0, "node 4 leads again", |p| p.leader == 4).await?;
+    assert_eq!(values(addr, &t).await?, acked);
+
+    let dirs: Vec<PathBuf> = [2, 4]
+        .iter()
+        .map(|n| cluster.node(*n).dir.clone())
+        .collect();
+    let _kept = cluster.stop().await?;
+    assert_identical(&dirs, &format!("{t}-0"))
+}

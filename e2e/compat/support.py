@@ -226,14 +226,18 @@ class FjordBroker(Broker):
 
 
 def kraft_properties(node: Broker, quorum: dict[str, str], replication: int) -> dict[str, str]:
-    """`server.properties` of a combined broker-and-controller node in KRaft mode, as Apache
-    Kafka's quickstart writes it; `quorum` names the controllers, `replication` is the internal
-    topics' replication factor."""
+    """`server.properties` of a node in KRaft mode, as Apache Kafka's quickstart writes it:
+    combined broker and controller, or broker-only when the node has no controller port;
+    `quorum` names the controllers, `replication` is the internal topics' replication factor."""
+    controller = getattr(node, "controller_port", None)
+    listeners = f"PLAINTEXT://127.0.0.1:{node.port}"
+    if controller is not None:
+        listeners += f",CONTROLLER://127.0.0.1:{controller}"
     return {
-        "process.roles": "broker,controller",
+        "process.roles": "broker,controller" if controller is not None else "broker",
         "node.id": str(node.node_id),
         **quorum,
-        "listeners": f"PLAINTEXT://127.0.0.1:{node.port},CONTROLLER://127.0.0.1:{node.controller_port}",
+        "listeners": listeners,
         "advertised.listeners": f"PLAINTEXT://127.0.0.1:{node.port}",
         "controller.listener.names": "CONTROLLER",
         "inter.broker.listener.name": "PLAINTEXT",
@@ -305,14 +309,15 @@ class ApacheKafkaBroker(Broker):
 
 
 class ClusterNode(Broker):
-    """One combined broker-and-controller node of a cluster, started from a Kafka-style
-    `server.properties` file: the same file starts Apache Kafka (after its `kafka-storage.sh
-    format`, which Fjord does not need)."""
+    """One node of a cluster, combined broker and controller (or broker-only, with
+    ``controller=False``), started from a Kafka-style `server.properties` file: the same file
+    starts Apache Kafka (after its `kafka-storage.sh format`, which Fjord does not need)."""
 
-    def __init__(self, workdir: Path, kafka_bin: Path | None, node_id: int):
+    def __init__(self, workdir: Path, kafka_bin: Path | None, node_id: int,
+                 controller: bool = True):
         super().__init__(workdir, kafka_bin)
         self.node_id = node_id
-        self.controller_port = free_port()
+        self.controller_port = free_port() if controller else None
         self.config_path = workdir / "server.properties"
         self.binary = Path(os.environ.get("FJORD_BROKER", REPO / "target" / "release" / "fjord-broker"))
 
@@ -336,12 +341,24 @@ class Cluster:
     """``n`` combined nodes on loopback with one metadata quorum (`controller.quorum.voters`)."""
 
     def __init__(self, workdir: Path, kafka_bin: Path, n: int = 3, extra: dict | None = None):
+        self.workdir, self.kafka_bin, self.extra = workdir, kafka_bin, extra or {}
         self.nodes = [ClusterNode(workdir / f"node{i}", kafka_bin, i) for i in range(1, n + 1)]
-        voters = ",".join(f"{x.node_id}@127.0.0.1:{x.controller_port}" for x in self.nodes)
-        cluster_id = new_cluster_id()
+        self.voters = ",".join(f"{x.node_id}@127.0.0.1:{x.controller_port}" for x in self.nodes)
+        self.cluster_id = new_cluster_id()
         for x in self.nodes:
-            x.write_config(voters, extra or {})
-            x.format(cluster_id)
+            x.write_config(self.voters, self.extra)
+            x.format(self.cluster_id)
+
+    def add_broker(self) -> ClusterNode:
+        """Starts a broker-only node (`process.roles=broker`) with the next node id, as the
+        guides add a broker to a running cluster; returns once it serves."""
+        node_id = max(x.node_id for x in self.nodes) + 1
+        x = ClusterNode(self.workdir / f"node{node_id}", self.kafka_bin, node_id, controller=False)
+        x.write_config(self.voters, self.extra)
+        x.format(self.cluster_id)
+        self.nodes.append(x)
+        x.start()
+        return x
 
     @property
     def bootstrap(self) -> str:

@@ -229,69 +229,174 @@ def test_no_acknowledged_record_is_lost(cluster, kafka_bin, fault):
     assert logs[0] and logs[0] == logs[1] == logs[2], "the replicas' logs differ"
 
 
-def test_reassign_partitions_moves_replicas_to_another_broker(cluster, kafka_bin, tmp_path):
-    """The guides' flow, `kafka-reassign-partitions.sh --generate / --execute / --verify`: two
-    partitions on brokers 1 and 2 move to brokers 2 and 3 while records are read back; broker
-    3 then holds the data and broker 1 holds nothing of the topic."""
-    topic = unique_name("move")
-    admin = AdminClient({"bootstrap.servers": cluster.bootstrap})
-    admin.create_topics([NewTopic(topic, num_partitions=2, replication_factor=-1,
-                                  replica_assignment=[[1, 2], [2, 1]])])[topic].result(60)
-    producer = Producer({"bootstrap.servers": cluster.bootstrap, "acks": "all",
-                         "enable.idempotence": True})
-    for i in range(2000):
-        producer.produce(topic, str(i).encode(), partition=i % 2)
-        producer.poll(0)
-    assert producer.flush(60) == 0
+class Load:
+    """An idempotent ``acks=all`` producer writing unique values to every partition of a topic,
+    and a consumer group reading them, both in the background until ``stop``."""
 
-    to_move = tmp_path / "topics-to-move.json"
-    to_move.write_text(json.dumps({"version": 1, "topics": [{"topic": topic}]}))
-    out = run(kafka_bin, "kafka-reassign-partitions.sh", "--bootstrap-server", cluster.bootstrap,
-              "--generate", "--topics-to-move-json-file", str(to_move), "--broker-list", "2,3")
-    lines = [line.strip() for line in out.splitlines()]
-    proposed = json.loads(lines[lines.index("Proposed partition reassignment configuration") + 1])
-    for p in proposed["partitions"]:
-        assert sorted(p["replicas"]) == [2, 3], proposed
-    plan = tmp_path / "plan.json"
-    plan.write_text(json.dumps(proposed))
-    run(kafka_bin, "kafka-reassign-partitions.sh", "--bootstrap-server", cluster.bootstrap,
-        "--execute", "--reassignment-json-file", str(plan))
+    def __init__(self, bootstrap: str, topic: str, partitions: int):
+        self.topic, self.partitions = topic, partitions
+        self.acked: list[int] = []
+        self.consumed: list[int] = []
+        self.errors: list[str] = []
+        self.producer = Producer({"bootstrap.servers": bootstrap, "acks": "all",
+                                  "enable.idempotence": True, "linger.ms": 5})
+        self.consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": unique_name("g"),
+                                  "auto.offset.reset": "earliest"})
+        self.consumer.subscribe([topic])
+        self.stopping = threading.Event()
+        self.threads = [threading.Thread(target=self._produce), threading.Thread(target=self._consume)]
+        for t in self.threads:
+            t.start()
 
-    def verified():
-        out = run(kafka_bin, "kafka-reassign-partitions.sh", "--bootstrap-server",
-                  cluster.bootstrap, "--verify", "--reassignment-json-file", str(plan))
-        return all(f"Reassignment of partition {topic}-{p} is completed." in out for p in (0, 1))
+    def _delivered(self, err, msg):
+        if err is None:
+            self.acked.append(int(msg.value()))
+        else:
+            self.errors.append(str(err))
 
-    wait_until(verified, 120, "the reassignment to complete", interval=1)
-    md = admin.list_topics(topic=topic, timeout=10).topics[topic]
-    for p in md.partitions.values():
-        assert sorted(p.replicas) == [2, 3] and sorted(p.isrs) == [2, 3], p
+    def _produce(self):
+        i = 0
+        while not self.stopping.is_set():
+            self.producer.produce(self.topic, str(i).encode(), partition=i % self.partitions,
+                                  on_delivery=self._delivered)
+            self.producer.poll(0)
+            i += 1
+            time.sleep(0.002)
+        self.producer.flush(60)
 
-    def moved():
-        on_3 = all(any(f.stat().st_size > 0 for f in (cluster.node(3).data_dir / f"{topic}-{p}")
-                       .glob("*.log")) for p in (0, 1))
-        off_1 = not any((cluster.node(1).data_dir / f"{topic}-{p}").exists() for p in (0, 1))
-        return on_3 and off_1
+    def _consume(self):
+        while not self.stopping.is_set() or len(self.consumed) < len(self.acked):
+            for m in self.consumer.consume(500, 0.5):
+                if m.error() is None:
+                    self.consumed.append(int(m.value()))
+            if self.stopping.is_set() and time.monotonic() > self.deadline:
+                break
+        self.consumer.close()
 
-    wait_until(moved, 60, "the data on broker 3 and gone from broker 1")
+    def stop(self):
+        self.deadline = time.monotonic() + 90
+        self.stopping.set()
+        for t in self.threads:
+            t.join(120)
 
-    # kafka-log-dirs.sh (DescribeLogDirs, asked of each broker) sees the bytes on broker 3.
-    out = run(kafka_bin, "kafka-log-dirs.sh", "--bootstrap-server", cluster.bootstrap,
-              "--describe", "--broker-list", "1,3", "--topic-list", topic)
-    dirs = json.loads(next(line for line in out.splitlines() if line.startswith("{")))
-    sizes = {b["broker"]: {p["partition"]: p["size"] for d in b["logDirs"] for p in d["partitions"]}
-             for b in dirs["brokers"]}
-    assert sizes[1] == {}, sizes
-    assert set(sizes[3]) == {f"{topic}-0", f"{topic}-1"} and min(sizes[3].values()) > 0, sizes
 
-    consumer = Consumer({"bootstrap.servers": cluster.bootstrap, "group.id": unique_name("g"),
-                         "auto.offset.reset": "earliest"})
-    consumer.assign([TopicPartition(topic, p, 0) for p in (0, 1)])
+def read_all(bootstrap: str, topic: str, partitions: int, expected: int) -> list[int]:
+    """Every value of `topic` from offset 0, read with assign()."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": unique_name("r"),
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    consumer.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
     values = []
     deadline = time.monotonic() + 60
-    while len(values) < 2000 and time.monotonic() < deadline:
+    while len(values) < expected and time.monotonic() < deadline:
         for m in consumer.consume(1000, 1.0):
             assert m.error() is None, m.error()
             values.append(int(m.value()))
     consumer.close()
-    assert sorted(values) == list(range(2000))
+    return values
+
+
+def reassign(kafka_bin, bootstrap: str, *args: str) -> str:
+    return run(kafka_bin, "kafka-reassign-partitions.sh", "--bootstrap-server", bootstrap, *args)
+
+
+def test_a_new_broker_joins_and_reassign_partitions_moves_replicas_to_it(cluster, kafka_bin,
+                                                                        tmp_path):
+    """The guides' flow: a fourth node (`process.roles=broker`) joins, then
+    `kafka-reassign-partitions.sh --generate / --execute / --verify` moves two partitions from
+    brokers 1 and 2 to brokers 2 and 4 while an idempotent producer and a consumer group keep
+    running. No acknowledged record is lost or duplicated, broker 4 holds the bytes
+    (kafka-log-dirs.sh), broker 1 holds nothing of the topic. Then a throttled move back to
+    broker 1 (`--throttle 1`, so it cannot finish soon) is cancelled with `--cancel`, which restores
+    the replicas and clears the throttles."""
+    topic = unique_name("move")
+    admin = AdminClient({"bootstrap.servers": cluster.bootstrap})
+    admin.create_topics([NewTopic(topic, num_partitions=2, replication_factor=-1,
+                                  replica_assignment=[[1, 2], [2, 1]])])[topic].result(60)
+    load = Load(cluster.bootstrap, topic, 2)
+    try:
+        wait_until(lambda: len(load.acked) > 200, 60, "the producer under way")
+        fourth = cluster.add_broker()
+        assert fourth.node_id == 4
+        wait_until(lambda: len(admin.list_topics(timeout=10).brokers) == 4, 60,
+                   "four brokers registered")
+
+        to_move = tmp_path / "topics-to-move.json"
+        to_move.write_text(json.dumps({"version": 1, "topics": [{"topic": topic}]}))
+        out = reassign(kafka_bin, cluster.bootstrap, "--generate", "--topics-to-move-json-file",
+                       str(to_move), "--broker-list", "2,4")
+        lines = [line.strip() for line in out.splitlines()]
+        proposed = json.loads(lines[lines.index("Proposed partition reassignment configuration") + 1])
+        for p in proposed["partitions"]:
+            assert sorted(p["replicas"]) == [2, 4], proposed
+        plan = tmp_path / "plan.json"
+        plan.write_text(json.dumps(proposed))
+        reassign(kafka_bin, cluster.bootstrap, "--execute", "--reassignment-json-file", str(plan))
+
+        def verified():
+            out = reassign(kafka_bin, cluster.bootstrap, "--verify", "--reassignment-json-file",
+                           str(plan))
+            return all(f"Reassignment of partition {topic}-{p} is completed." in out
+                       for p in (0, 1))
+
+        wait_until(verified, 120, "the reassignment to complete", interval=1)
+        acked_before = len(load.acked)
+        wait_until(lambda: len(load.acked) > acked_before + 100, 60,
+                   "the producer going on after the move")
+    finally:
+        load.stop()
+    assert not load.errors, load.errors[:5]
+    md = admin.list_topics(topic=topic, timeout=10).topics[topic]
+    for p in md.partitions.values():
+        assert sorted(p.replicas) == [2, 4] and sorted(p.isrs) == [2, 4], p
+
+    def moved():
+        on_4 = all(any(f.stat().st_size > 0 for f in (fourth.data_dir / f"{topic}-{p}")
+                       .glob("*.log")) for p in (0, 1))
+        off_1 = not any((cluster.node(1).data_dir / f"{topic}-{p}").exists() for p in (0, 1))
+        return on_4 and off_1
+
+    wait_until(moved, 60, "the data on broker 4 and gone from broker 1")
+
+    # kafka-log-dirs.sh (DescribeLogDirs, asked of each broker) sees the bytes on broker 4.
+    out = run(kafka_bin, "kafka-log-dirs.sh", "--bootstrap-server", cluster.bootstrap,
+              "--describe", "--broker-list", "1,4", "--topic-list", topic)
+    dirs = json.loads(next(line for line in out.splitlines() if line.startswith("{")))
+    sizes = {b["broker"]: {p["partition"]: p["size"] for d in b["logDirs"] for p in d["partitions"]}
+             for b in dirs["brokers"]}
+    assert sizes[1] == {}, sizes
+    assert set(sizes[4]) == {f"{topic}-0", f"{topic}-1"} and min(sizes[4].values()) > 0, sizes
+
+    # Every acknowledged record is in the topic exactly once, and the group read them all.
+    acked = sorted(load.acked)
+    assert len(set(acked)) == len(acked)
+    values = read_all(cluster.bootstrap, topic, 2, len(acked))
+    assert sorted(values) == acked, (len(values), len(acked))
+    assert set(load.consumed) == set(acked), len(set(acked) - set(load.consumed))
+
+    # A move that cannot finish (5 MB at 1 byte/s), then --cancel.
+    producer = Producer({"bootstrap.servers": cluster.bootstrap, "acks": "all"})
+    for _ in range(5000):
+        producer.produce(topic, b"x" * 1000, partition=0)
+        producer.poll(0)
+    assert producer.flush(60) == 0
+    before = sorted(admin.list_topics(topic=topic, timeout=10).topics[topic].partitions[0].replicas)
+    back = tmp_path / "back.json"
+    back.write_text(json.dumps({"version": 1, "partitions": [
+        {"topic": topic, "partition": 0, "replicas": [1, 2]}]}))
+    reassign(kafka_bin, cluster.bootstrap, "--execute", "--reassignment-json-file", str(back),
+             "--throttle", "1")
+    out = reassign(kafka_bin, cluster.bootstrap, "--verify", "--preserve-throttles",
+                   "--reassignment-json-file", str(back))
+    assert f"Reassignment of partition {topic}-0 is still in progress" in out, out
+    reassign(kafka_bin, cluster.bootstrap, "--cancel", "--reassignment-json-file", str(back))
+
+    def restored():
+        p = admin.list_topics(topic=topic, timeout=10).topics[topic].partitions[0]
+        return sorted(p.replicas) == before and sorted(p.isrs) == before
+
+    wait_until(restored, 60, "the replicas restored by --cancel")
+    wait_until(lambda: not (cluster.node(1).data_dir / f"{topic}-0").exists(), 60,
+               "the cancelled replica's directory gone from broker 1")
+    out = run(kafka_bin, "kafka-configs.sh", "--bootstrap-server", cluster.bootstrap,
+              "--describe", "--entity-type", "topics", "--entity-name", topic)
+    assert "throttled.replicas" not in out, out

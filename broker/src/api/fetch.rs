@@ -167,7 +167,12 @@ fn read_once(
             }
             let remaining = max_total.saturating_sub(total);
             let limit = (p.partition_max_bytes.max(0) as usize).min(remaining);
-            let slice = if remaining == 0 {
+            // A follower outside the ISR (catching up, or added by a reassignment) of a
+            // throttled partition gets nothing while the leader's throttle rate is exceeded.
+            let throttled = matches!(reader, Reader::Follower(id) if !partition.in_isr(id));
+            let slice = if remaining == 0
+                || (throttled && broker.replicas.throttles.leader_holds(&partition.tp))
+            {
                 Ok(None)
             } else {
                 partition.slice(p.fetch_offset, limit, total == 0, start.limit)
@@ -184,7 +189,11 @@ fn read_once(
                     continue;
                 }
             };
-            total += slice.as_ref().map_or(0, |s| s.len as usize);
+            let len = slice.as_ref().map_or(0, |s| s.len);
+            if throttled && len > 0 {
+                broker.replicas.throttles.leader_sent(&partition.tp, len);
+            }
+            total += len as usize;
             slices.push(slice);
             parts.push(
                 PartitionData::default()

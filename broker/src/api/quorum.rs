@@ -32,10 +32,11 @@ pub async fn describe(
     // Voters are reached on the controller listener (a node alone: on its client listener).
     let listener = broker
         .config
-        .controller_listeners
-        .first()
-        .or(broker.config.listeners.first())
-        .map(|l| l.name.clone())
+        .raw
+        .get("controller.listener.names")
+        .and_then(|names| names.split(',').map(str::trim).find(|n| !n.is_empty()))
+        .map(str::to_string)
+        .or_else(|| broker.config.listeners.first().map(|l| l.name.clone()))
         .unwrap_or_else(|| "CONTROLLER".into());
     let mut nodes = Vec::new();
     let topics = req
@@ -84,6 +85,18 @@ pub async fn describe(
                                         .with_log_end_offset(v.log_end_offset)
                                         .with_last_fetch_timestamp(v.last_fetch_ms)
                                         .with_last_caught_up_timestamp(v.last_caught_up_ms)
+                                })
+                                .collect(),
+                        )
+                        .with_observers(
+                            d.observers
+                                .iter()
+                                .map(|o| {
+                                    ReplicaState::default()
+                                        .with_replica_id(BrokerId(o.id as i32))
+                                        .with_log_end_offset(o.log_end_offset)
+                                        .with_last_fetch_timestamp(o.last_fetch_ms)
+                                        .with_last_caught_up_timestamp(o.last_caught_up_ms)
                                 })
                                 .collect(),
                         )

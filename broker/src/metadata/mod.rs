@@ -169,8 +169,36 @@ impl Metadata {
         } else {
             config.voters.clone()
         };
+        let snapshots = |s: Settings| Settings {
+            snapshot_every_entries: config.metadata_snapshot_entries,
+            entries_kept_after_snapshot: config.metadata_entries_kept,
+            ..s
+        };
+        let dir = config.log_dir.join(METADATA_DIR);
+        if !config.controller {
+            let quorum = Quorum::observe(
+                config.node_id as u64,
+                &voters,
+                &dir,
+                snapshots(Settings::default()),
+            )
+            .await?;
+            return Ok(Self::with(quorum, false, None));
+        }
         let clean = crate::replica::was_shut_down_cleanly(&config.log_dir);
-        Self::start_in(&config.log_dir, clean, config.node_id, &voters).await
+        Self::start_in(&config.log_dir, clean, config.node_id, &voters, snapshots).await
+    }
+
+    fn with(quorum: Quorum, alone: bool, migrating: Option<Vec<MetadataRecord>>) -> Self {
+        let images = quorum.images();
+        Metadata {
+            quorum,
+            images,
+            planning: tokio::sync::Mutex::new(()),
+            alone,
+            migrating: parking_lot::Mutex::new(migrating),
+            applied: tokio::sync::watch::Sender::new((0, Arc::new(MetadataImage::default()))),
+        }
     }
 
     /// [`start`](Self::start) and [`wait_ready`](Self::wait_ready) with explicit settings.
@@ -180,7 +208,7 @@ impl Metadata {
         node_id: i32,
         voters: &BTreeMap<u64, VoterEndpoint>,
     ) -> Result<Self> {
-        let m = Self::start_in(log_dir, clean, node_id, voters).await?;
+        let m = Self::start_in(log_dir, clean, node_id, voters, |s| s).await?;
         m.wait_ready().await?;
         Ok(m)
     }
@@ -194,6 +222,7 @@ impl Metadata {
         clean: bool,
         node_id: i32,
         voters: &BTreeMap<u64, VoterEndpoint>,
+        settings: impl FnOnce(Settings) -> Settings,
     ) -> Result<Self> {
         let dir = log_dir.join(METADATA_DIR);
         let legacy = if dir.exists() && !Quorum::is_formatted(&dir) {
@@ -211,21 +240,13 @@ impl Metadata {
             None
         };
         let alone = voters.len() == 1;
-        let settings = if alone {
+        let settings = settings(if alone {
             Settings::single_voter()
         } else {
             Settings::default()
-        };
+        });
         let quorum = Quorum::start(node_id as u64, voters, &dir, settings).await?;
-        let images = quorum.images();
-        Ok(Metadata {
-            quorum,
-            images,
-            planning: tokio::sync::Mutex::new(()),
-            alone,
-            migrating: parking_lot::Mutex::new(legacy),
-            applied: tokio::sync::watch::Sender::new((0, Arc::new(MetadataImage::default()))),
-        })
+        Ok(Self::with(quorum, alone, legacy))
     }
 
     /// Waits until the quorum has a leader and this node has applied its entries (a single

@@ -41,7 +41,15 @@ impl Voter {
         settings: Settings,
     ) -> Voter {
         let quorum = Quorum::start(id, voters, dir, settings).await.unwrap();
-        let server = spawn_accept_loop(listener, quorum.raft.clone());
+        let super::Role::Voter { raft, source } = &quorum.role else {
+            unreachable!("started as a voter")
+        };
+        let server = spawn_accept_loop(
+            listener,
+            raft.clone(),
+            quorum.leader_state.clone(),
+            source.clone(),
+        );
         Voter {
             id,
             dir: dir.to_path_buf(),
@@ -264,6 +272,94 @@ async fn a_follower_far_behind_installs_a_checkpoint() {
         v.stop().await;
     }
     back.stop().await;
+}
+
+/// A broker-only node (an observer) that joins after the voters folded their log into a
+/// snapshot and purged it: it installs a voter's snapshot, follows new entries, writes its own
+/// checkpoints, and a restart starts from them. A leader change does not stop it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_observer_joining_after_the_log_was_truncated_starts_from_a_snapshot() {
+    let settings = Settings {
+        snapshot_every_entries: 5,
+        entries_kept_after_snapshot: 2,
+        ..test_settings()
+    };
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let (voters, listeners) = bind_voters(3).await;
+    let mut nodes = Vec::new();
+    for ((id, listener), dir) in (1..=3).zip(listeners).zip(&dirs) {
+        nodes.push(Voter::start(id, &voters, dir.path(), listener, settings).await);
+    }
+    for i in 0..30 {
+        commit(&nodes, topic(&format!("before-{i}"))).await;
+    }
+    let (l, _) = leader(&nodes, 0).await;
+    assert!(nodes[l].quorum.status().snapshot_index.unwrap() > 20);
+
+    let observer_dir = tempfile::tempdir().unwrap();
+    let observer = Quorum::observe(4, &voters, observer_dir.path(), settings)
+        .await
+        .unwrap();
+    observer.wait_for_leader(DEADLINE).await.unwrap();
+    let caught_up = |q: &Quorum, version: u64| {
+        let mut images = q.images();
+        async move {
+            tokio::time::timeout(DEADLINE, images.wait_for(|p| p.version >= version))
+                .await
+                .unwrap_or_else(|_| panic!("the observer never reached version {version}"))
+                .unwrap();
+        }
+    };
+    caught_up(&observer, 30).await;
+    assert_eq!(*observer.images().borrow().image, *nodes[l].image());
+    assert_eq!(
+        observer.images().borrow().generation,
+        1,
+        "the observer caught up without installing the snapshot"
+    );
+    let status = observer.status();
+    assert_eq!(
+        (status.is_leader, status.leader),
+        (false, Some(nodes[l].id))
+    );
+
+    // It follows new entries, across a change of leader.
+    commit(&nodes, topic("after")).await;
+    caught_up(&observer, 31).await;
+    let old = nodes.remove(l);
+    old.stop().await;
+    let (l, _) = leader(&nodes, 0).await;
+    commit(&nodes, topic("new-leader")).await;
+    caught_up(&observer, 32).await;
+    assert_eq!(*observer.images().borrow().image, *nodes[l].image());
+
+    // Writes and the leader's view reach the leader from it.
+    let planned = observer.images().borrow().version;
+    let written = observer
+        .write(planned, topic("from-the-observer"))
+        .await
+        .unwrap();
+    assert_eq!(written, CommitOutcome::Applied { version: 33 });
+    let described = observer.describe(DEADLINE).await.unwrap().unwrap();
+    assert_eq!(
+        described.observers.iter().map(|o| o.id).collect::<Vec<_>>(),
+        [4]
+    );
+
+    // A restart starts from its own checkpoint and fetches only what came after.
+    observer.shutdown().await.unwrap();
+    drop(observer);
+    commit(&nodes, topic("while-away")).await;
+    let back = Quorum::observe(4, &voters, observer_dir.path(), settings)
+        .await
+        .unwrap();
+    assert!(back.images().borrow().version >= 30, "no checkpoint loaded");
+    caught_up(&back, 34).await;
+    assert_eq!(*back.images().borrow().image, *nodes[l].image());
+    back.shutdown().await.unwrap();
+    for v in nodes {
+        v.stop().await;
+    }
 }
 
 /// Issue 8's risk 7.1: openraft 0.9 draws one election timeout per process, and two voters

@@ -107,6 +107,15 @@ pub struct VoterState {
     pub endpoint: VoterEndpoint,
 }
 
+/// One observer (a broker-only node) as DescribeQuorum reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObserverState {
+    pub id: u64,
+    pub log_end_offset: i64,
+    pub last_fetch_ms: i64,
+    pub last_caught_up_ms: i64,
+}
+
 /// The leader's view of the quorum (Kafka's DescribeQuorum answer).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Described {
@@ -115,16 +124,41 @@ pub struct Described {
     /// The offset after the last committed entry.
     pub high_watermark: i64,
     pub voters: Vec<VoterState>,
+    #[serde(default)]
+    pub observers: Vec<ObserverState>,
 }
+
+/// An observer not heard from for this long is no longer reported (KRaft's
+/// `OBSERVER_SESSION_TIMEOUT_MS`).
+const OBSERVER_SESSION_MS: i64 = 300_000;
 
 /// The leader's in-memory state, shared by the quorum and its network.
 #[derive(Debug, Default)]
 pub struct LeaderState {
     pub liveness: Liveness,
     pub times: Arc<ReplicaTimes>,
+    observers: parking_lot::Mutex<BTreeMap<u64, ObserverState>>,
 }
 
 impl LeaderState {
+    /// Observer `id` fetched: it now holds the log up to `log_end` (exclusive), all of it
+    /// if `caught_up`.
+    pub fn observed(&self, id: u64, log_end: u64, caught_up: bool) {
+        let now = now_ms();
+        let mut observers = self.observers.lock();
+        let o = observers.entry(id).or_insert(ObserverState {
+            id,
+            log_end_offset: 0,
+            last_fetch_ms: -1,
+            last_caught_up_ms: -1,
+        });
+        o.log_end_offset = log_end as i64;
+        o.last_fetch_ms = now;
+        if caught_up {
+            o.last_caught_up_ms = now;
+        }
+    }
+
     /// The quorum as this voter sees it, if it leads.
     pub fn describe(&self, m: &RaftMetrics<u64, VoterEndpoint>) -> Option<Described> {
         if !m.state.is_leader() {
@@ -174,11 +208,17 @@ impl LeaderState {
                 }
             })
             .collect();
+        let observers = {
+            let mut observers = self.observers.lock();
+            observers.retain(|_, o| now - o.last_fetch_ms < OBSERVER_SESSION_MS);
+            observers.values().copied().collect()
+        };
         Some(Described {
             leader: m.id,
             term: m.current_term,
             high_watermark: end(m.last_applied.map(|l| l.index)),
             voters,
+            observers,
         })
     }
 }

@@ -16,6 +16,7 @@ pub mod bootstrap;
 mod codec;
 pub mod leader;
 pub mod network;
+pub mod observer;
 mod state_machine;
 mod storage;
 mod types;
@@ -101,10 +102,22 @@ pub struct QuorumStatus {
     pub snapshot_index: Option<u64>,
 }
 
-/// One voter of the metadata quorum: its Raft, log store and state machine.
+/// What this node is in the quorum.
+enum Role {
+    /// A voter (a controller): its Raft, and what observers are answered from.
+    Voter {
+        raft: Raft<QuorumTypes>,
+        source: observer::Source,
+    },
+    /// A broker-only node, pulling committed entries from the voters.
+    Observer(observer::Observer),
+}
+
+/// This node's member of the metadata quorum: a voter (its Raft, log store and state
+/// machine), or an observer for a broker-only node.
 pub struct Quorum {
     node_id: u64,
-    raft: Raft<QuorumTypes>,
+    role: Role,
     images: watch::Receiver<Published>,
     /// The connection writes planned here are forwarded on, to the leader as last known.
     forward: tokio::sync::Mutex<Option<network::PeerClient>>,
@@ -156,6 +169,10 @@ impl Quorum {
         let log = LogStore::open_locked(dir, lock)?;
         let state_machine = StateMachine::open(dir)?;
         let images = state_machine.subscribe();
+        let source = observer::Source {
+            log: log.clone(),
+            state_machine: state_machine.clone(),
+        };
         let leader_state = Arc::new(leader::LeaderState::default());
         let factory = PeerFactory {
             from: node_id,
@@ -191,7 +208,7 @@ impl Quorum {
         }
         Ok(Quorum {
             node_id,
-            raft,
+            role: Role::Voter { raft, source },
             images,
             forward: tokio::sync::Mutex::new(None),
             asks: tokio::sync::Mutex::new(None),
@@ -199,9 +216,69 @@ impl Quorum {
         })
     }
 
+    /// Starts broker-only node `node_id` as an observer of `voters`, its state in `dir`
+    /// (checkpoints only: the entries are the voters').
+    pub async fn observe(
+        node_id: u64,
+        voters: &BTreeMap<u64, VoterEndpoint>,
+        dir: &Path,
+        settings: Settings,
+    ) -> Result<Quorum> {
+        let observer = observer::Observer::start(
+            node_id,
+            voters.clone(),
+            dir,
+            settings.snapshot_every_entries,
+        )
+        .await?;
+        Ok(Quorum {
+            node_id,
+            images: observer.images(),
+            role: Role::Observer(observer),
+            forward: tokio::sync::Mutex::new(None),
+            asks: tokio::sync::Mutex::new(None),
+            leader_state: Arc::default(),
+        })
+    }
+
     /// Answers one quorum RPC frame from a peer (see [`network::serve`]).
     pub async fn serve(&self, frame: &[u8]) -> Result<Vec<u8>> {
-        network::serve(&self.raft, &self.leader_state, frame).await
+        match &self.role {
+            Role::Voter { raft, source } => {
+                network::serve(raft, &self.leader_state, source, frame).await
+            }
+            Role::Observer(_) => Err(Error::Protocol(
+                "a broker-only node answers no quorum RPCs".into(),
+            )),
+        }
+    }
+
+    /// Whether this node is the quorum leader.
+    fn leads(&self) -> bool {
+        match &self.role {
+            Role::Voter { raft, .. } => raft.metrics().borrow().state.is_leader(),
+            Role::Observer(_) => false,
+        }
+    }
+
+    /// The leader as this node knows it, and where to reach it.
+    fn leader(&self) -> Option<(u64, VoterEndpoint)> {
+        match &self.role {
+            Role::Voter { raft, .. } => {
+                let m = raft.metrics().borrow().clone();
+                let leader = m.current_leader?;
+                let node = m
+                    .membership_config
+                    .membership()
+                    .get_node(&leader)
+                    .cloned()?;
+                Some((leader, node))
+            }
+            Role::Observer(o) => {
+                let leader = o.view.borrow().leader?;
+                Some((leader, o.voters.get(&leader)?.clone()))
+            }
+        }
     }
 
     /// A client of the current leader for heartbeats and questions (None: no leader known,
@@ -212,16 +289,10 @@ impl Quorum {
         u64,
         tokio::sync::MutexGuard<'_, Option<network::PeerClient>>,
     )> {
-        let m = self.raft.metrics().borrow().clone();
-        let leader = m.current_leader?;
+        let (leader, node) = self.leader()?;
         if leader == self.node_id {
             return None;
         }
-        let node = m
-            .membership_config
-            .membership()
-            .get_node(&leader)
-            .cloned()?;
         let mut client = self.asks.lock().await;
         if client.as_ref().is_none_or(|c| c.target() != leader) {
             *client = Some(network::PeerClient::to_voter(self.node_id, leader, &node));
@@ -232,7 +303,7 @@ impl Quorum {
     /// Tells the leader (the active controller) that broker `hb.node_id` is alive. Returns
     /// whether a leader took it; one attempt of at most `ttl`.
     pub async fn heartbeat(&self, hb: leader::Heartbeat, ttl: std::time::Duration) -> Result<bool> {
-        if self.raft.metrics().borrow().state.is_leader() {
+        if self.leads() {
             self.leader_state.liveness.record(hb);
             return Ok(true);
         }
@@ -249,9 +320,11 @@ impl Quorum {
     /// The leader's view of the quorum (DescribeQuorum), asked of the leader if this voter
     /// does not lead. None while there is no leader.
     pub async fn describe(&self, ttl: std::time::Duration) -> Result<Option<leader::Described>> {
-        let local = self.leader_state.describe(&self.raft.metrics().borrow());
-        if local.is_some() {
-            return Ok(local);
+        if let Role::Voter { raft, .. } = &self.role {
+            let local = self.leader_state.describe(&raft.metrics().borrow());
+            if local.is_some() {
+                return Ok(local);
+            }
         }
         let Some((_, mut client)) = self.leader_client().await else {
             return Ok(None);
@@ -271,8 +344,24 @@ impl Quorum {
     /// Waits until some voter leads and this one has applied entries, so that its image is
     /// the quorum's (up to `timeout`).
     pub async fn wait_for_leader(&self, timeout: std::time::Duration) -> Result<()> {
-        self.raft
-            .wait(Some(timeout))
+        let raft = match &self.role {
+            Role::Voter { raft, .. } => raft,
+            Role::Observer(o) => {
+                let mut view = o.view.clone();
+                return tokio::time::timeout(
+                    timeout,
+                    view.wait_for(|v| v.leader.is_some() && v.caught_up),
+                )
+                .await
+                .map(|_| ())
+                .map_err(|_| {
+                    Error::Metadata(format!(
+                        "no controller of controller.quorum.voters answered with the metadata within {timeout:?}"
+                    ))
+                });
+            }
+        };
+        raft.wait(Some(timeout))
             .metrics(
                 |m| m.current_leader.is_some() && m.last_applied.is_some(),
                 "a leader, and entries applied",
@@ -291,8 +380,12 @@ impl Quorum {
     /// Waits until this voter leads and has applied its whole log (a restarted single voter
     /// re-commits what it wrote before it serves an image). Up to `timeout`.
     pub async fn wait_until_leading(&self, timeout: std::time::Duration) -> Result<()> {
-        self.raft
-            .wait(Some(timeout))
+        let Role::Voter { raft, .. } = &self.role else {
+            return Err(Error::Metadata(
+                "a broker-only node never leads the quorum".into(),
+            ));
+        };
+        raft.wait(Some(timeout))
             .metrics(
                 |m| {
                     m.state.is_leader()
@@ -314,7 +407,23 @@ impl Quorum {
     }
 
     pub fn status(&self) -> QuorumStatus {
-        let m = self.raft.metrics().borrow().clone();
+        let raft = match &self.role {
+            Role::Voter { raft, .. } => raft,
+            Role::Observer(o) => {
+                let view = o.view.borrow().clone();
+                let applied = self.images.borrow().applied_index;
+                return QuorumStatus {
+                    node_id: self.node_id,
+                    term: view.term,
+                    leader: view.leader,
+                    is_leader: false,
+                    last_log_index: applied,
+                    last_applied_index: applied,
+                    snapshot_index: None,
+                };
+            }
+        };
+        let m = raft.metrics().borrow().clone();
         QuorumStatus {
             node_id: m.id,
             term: m.current_term,
@@ -349,13 +458,12 @@ impl Quorum {
                     "no metadata quorum leader took the write within {WRITE_TIMEOUT:?}"
                 )));
             }
-            let m = self.raft.metrics().borrow().clone();
-            let Some(leader) = m.current_leader else {
+            let Some((leader, node)) = self.leader() else {
                 tokio::time::sleep(pause).await;
                 continue;
             };
-            if leader == self.node_id {
-                match self.raft.client_write(command.clone()).await {
+            if let (true, Role::Voter { raft, .. }) = (leader == self.node_id, &self.role) {
+                match raft.client_write(command.clone()).await {
                     Ok(response) => return Ok(response.data),
                     Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
                         tokio::time::sleep(pause).await;
@@ -364,10 +472,6 @@ impl Quorum {
                     Err(e) => return Err(Error::Metadata(format!("quorum write: {e}"))),
                 }
             }
-            let Some(node) = m.membership_config.membership().get_node(&leader).cloned() else {
-                tokio::time::sleep(pause).await;
-                continue;
-            };
             let mut forward = self.forward.lock().await;
             if forward.as_ref().is_none_or(|c| c.target() != leader) {
                 *forward = Some(network::PeerClient::to_voter(self.node_id, leader, &node));
@@ -389,10 +493,16 @@ impl Quorum {
 
     /// Stops this voter's Raft; its files stay for a restart.
     pub async fn shutdown(&self) -> Result<()> {
-        self.raft
-            .shutdown()
-            .await
-            .map_err(|e| Error::Metadata(format!("stopping the quorum: {e}")))
+        match &self.role {
+            Role::Voter { raft, .. } => raft
+                .shutdown()
+                .await
+                .map_err(|e| Error::Metadata(format!("stopping the quorum: {e}"))),
+            Role::Observer(o) => {
+                o.stop();
+                Ok(())
+            }
+        }
     }
 }
 
@@ -401,8 +511,11 @@ impl Quorum {
 /// log directory, and a broker restarted there would find it locked.
 impl Drop for Quorum {
     fn drop(&mut self) {
+        let Role::Voter { raft, .. } = &self.role else {
+            return;
+        };
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            let raft = self.raft.clone();
+            let raft = raft.clone();
             runtime.spawn(async move {
                 let _ = raft.shutdown().await;
             });

@@ -35,6 +35,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::leader::{Described, Heartbeat, HeartbeatReply, LeaderState, ReplicaTimes};
+use super::observer::{ObserveReply, ObserveRequest, Source};
 use super::types::{MetadataCommand, QuorumTypes, VoterEndpoint};
 use crate::error::{Error, Result};
 
@@ -56,6 +57,8 @@ const KIND_CLIENT_WRITE: u8 = 5;
 const KIND_HEARTBEAT: u8 = 6;
 /// The leader's view of the quorum, for DescribeQuorum asked on another node.
 const KIND_DESCRIBE: u8 = 7;
+/// A broker-only node pulling committed entries (KRaft's observer Fetch), see [`super::observer`].
+const KIND_OBSERVE: u8 = 8;
 
 const STATUS_OK: u8 = 0;
 const STATUS_RAFT_ERROR: u8 = 1;
@@ -117,12 +120,18 @@ fn encode_request(correlation_id: i32, kind: u8, from: u64, json: &[u8], tail: &
 }
 
 fn encode_response(correlation_id: i32, status: u8, json: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(10 + json.len());
+    encode_response_with_tail(correlation_id, status, json, &[])
+}
+
+/// A response whose raw `tail` follows the JSON (a snapshot for an observer).
+fn encode_response_with_tail(correlation_id: i32, status: u8, json: &[u8], tail: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(10 + json.len() + tail.len());
     out.extend_from_slice(&correlation_id.to_be_bytes());
     out.push(0); // no tagged fields
     out.push(status);
     out.extend_from_slice(&(json.len() as u32).to_be_bytes());
     out.extend_from_slice(json);
+    out.extend_from_slice(tail);
     out
 }
 
@@ -204,6 +213,7 @@ fn reply<T: Serialize, E: Serialize>(
 pub async fn serve(
     raft: &Raft<QuorumTypes>,
     leader: &LeaderState,
+    source: &Source,
     frame: &[u8],
 ) -> Result<Vec<u8>> {
     let req = decode_request(frame)?;
@@ -240,6 +250,12 @@ pub async fn serve(
         KIND_DESCRIBE => {
             let described = leader.describe(&raft.metrics().borrow());
             Ok(reply::<_, ()>(c, Ok(described)))
+        }
+        KIND_OBSERVE => {
+            let req: ObserveRequest = parse(req.json, "observe")?;
+            let (answer, tail) = source.answer(raft, leader, req).await?;
+            let json = serde_json::to_vec(&answer).expect("observer replies serialize");
+            Ok(encode_response_with_tail(c, STATUS_OK, &json, &tail))
         }
         kind => Err(Error::Protocol(format!("unknown quorum RPC kind {kind}"))),
     }
@@ -312,6 +328,25 @@ impl PeerClient {
         tail: &[u8],
         ttl: Duration,
     ) -> std::result::Result<(u8, Vec<u8>), CallError> {
+        let (status, json, tail) = self.call_with_tail(kind, json, tail, ttl).await?;
+        if !tail.is_empty() {
+            self.conn = None;
+            return Err(CallError::Network(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("voter {} answered with a malformed frame", self.target),
+            )));
+        }
+        Ok((status, json))
+    }
+
+    /// Sends one request and returns the response's status, JSON and raw tail.
+    async fn call_with_tail(
+        &mut self,
+        kind: u8,
+        json: &[u8],
+        tail: &[u8],
+        ttl: Duration,
+    ) -> std::result::Result<(u8, Vec<u8>, Vec<u8>), CallError> {
         let result = tokio::time::timeout(ttl, self.exchange(kind, json, tail))
             .await
             .unwrap_or_else(|_| {
@@ -332,7 +367,7 @@ impl PeerClient {
         kind: u8,
         json: &[u8],
         tail: &[u8],
-    ) -> std::result::Result<(u8, Vec<u8>), CallError> {
+    ) -> std::result::Result<(u8, Vec<u8>, Vec<u8>), CallError> {
         if self.conn.is_none() {
             let stream = TcpStream::connect(&self.addr)
                 .await
@@ -359,13 +394,14 @@ impl PeerClient {
         conn.read_exact(&mut buf).await.map_err(net)?;
         let correlation_id = i32::from_be_bytes(buf[0..4].try_into().expect("4 bytes"));
         let json_len = u32::from_be_bytes(buf[6..10].try_into().expect("4 bytes")) as usize;
-        if correlation_id != self.correlation_id || buf[4] != 0 || 10 + json_len != buf.len() {
+        if correlation_id != self.correlation_id || buf[4] != 0 || 10 + json_len > buf.len() {
             return Err(net(io::Error::new(
                 io::ErrorKind::InvalidData,
                 format!("voter {} answered with a malformed frame", self.target),
             )));
         }
-        Ok((buf[5], buf.split_off(10)))
+        let tail = buf.split_off(10 + json_len);
+        Ok((buf[5], buf.split_off(10), tail))
     }
 
     /// One RPC: its request as JSON (plus a raw tail), its answer decoded.
@@ -491,6 +527,30 @@ impl PeerClient {
     pub async fn describe(&mut self, ttl: Duration) -> Result<Option<Described>> {
         self.ask(KIND_DESCRIBE, &(), ttl).await
     }
+
+    /// An observer's fetch: committed entries (or a snapshot, its bytes in the second value).
+    pub async fn observe(
+        &mut self,
+        req: ObserveRequest,
+        ttl: Duration,
+    ) -> Result<(ObserveReply, Vec<u8>)> {
+        let json = serde_json::to_vec(&req).expect("quorum requests serialize");
+        let (status, body, tail) = self
+            .call_with_tail(KIND_OBSERVE, &json, &[], ttl)
+            .await
+            .map_err(|e| match e {
+                CallError::Unreachable(e) | CallError::Network(e) => {
+                    Error::Metadata(format!("fetching metadata from voter {}: {e}", self.target))
+                }
+            })?;
+        if status != STATUS_OK {
+            return Err(Error::Metadata(format!(
+                "voter {} answered a metadata fetch with status {status}",
+                self.target
+            )));
+        }
+        Ok((parse(&body, "observe response")?, tail))
+    }
 }
 
 impl RaftNetwork<QuorumTypes> for PeerClient {
@@ -535,11 +595,15 @@ impl RaftNetwork<QuorumTypes> for PeerClient {
 pub fn spawn_accept_loop(
     listener: tokio::net::TcpListener,
     raft: Raft<QuorumTypes>,
+    leader: Arc<LeaderState>,
+    source: Source,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut connections = tokio::task::JoinSet::new();
         while let Ok((mut stream, _)) = listener.accept().await {
             let raft = raft.clone();
+            let leader = leader.clone();
+            let source = source.clone();
             connections.spawn(async move {
                 loop {
                     let Ok(len) = stream.read_i32().await else {
@@ -552,7 +616,7 @@ pub fn spawn_accept_loop(
                     if stream.read_exact(&mut frame).await.is_err() {
                         return;
                     }
-                    let Ok(response) = serve(&raft, &LeaderState::default(), &frame).await else {
+                    let Ok(response) = serve(&raft, &leader, &source, &frame).await else {
                         return;
                     };
                     let len = (response.len() as i32).to_be_bytes();

@@ -23,6 +23,7 @@ use tokio::runtime::Handle;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
+use super::throttle::Throttles;
 use super::{Partition, TopicPartition};
 use crate::client::Client;
 use crate::config::ReplicaFetchSettings;
@@ -32,6 +33,9 @@ use crate::metadata::image::BrokerImage;
 const FETCH_VERSION: i16 = 12;
 /// ListOffsets v4: `current_leader_epoch`, one offset per partition.
 const LIST_OFFSETS_VERSION: i16 = 4;
+/// How long a fetcher whose every partition is held by the follower throttle waits before it
+/// looks again (the quota's samples are a second long).
+const THROTTLED_PAUSE: Duration = Duration::from_millis(500);
 
 type Followed = Arc<Mutex<BTreeMap<TopicPartition, Arc<Partition>>>>;
 
@@ -46,6 +50,7 @@ struct Fetcher {
 pub struct FetcherManager {
     node_id: i32,
     settings: ReplicaFetchSettings,
+    throttles: Arc<Throttles>,
     /// The runtime fetcher tasks run on (the broker's); `None` where no runtime exists (unit
     /// tests that apply images synchronously), in which case nothing is fetched.
     runtime: Option<Handle>,
@@ -53,10 +58,11 @@ pub struct FetcherManager {
 }
 
 impl FetcherManager {
-    pub fn new(node_id: i32, settings: ReplicaFetchSettings) -> Self {
+    pub fn new(node_id: i32, settings: ReplicaFetchSettings, throttles: Arc<Throttles>) -> Self {
         FetcherManager {
             node_id,
             settings,
+            throttles,
             runtime: Handle::try_current().ok(),
             fetchers: Mutex::new(HashMap::new()),
         }
@@ -109,6 +115,7 @@ impl FetcherManager {
                 followed.clone(),
                 changed.clone(),
                 self.settings,
+                self.throttles.clone(),
             ));
             fetchers.insert(
                 leader,
@@ -149,6 +156,7 @@ async fn run(
     followed: Followed,
     changed: Arc<Notify>,
     settings: ReplicaFetchSettings,
+    throttles: Arc<Throttles>,
 ) {
     let backoff = Duration::from_millis(settings.backoff_ms);
     let client_id = format!("fjord-replica-fetcher-{node_id}-from-{leader}");
@@ -160,11 +168,18 @@ async fn run(
         let partitions: Vec<Arc<Partition>> = followed.lock().values().cloned().collect();
         let mut positions = HashMap::new();
         let mut topics: BTreeMap<String, Vec<FetchPartition>> = BTreeMap::new();
+        // Partitions left out by the follower throttle: fetched again once its rate allows.
+        let mut held = false;
         for p in &partitions {
             let Some(pos) = p.follower_position() else {
                 continue;
             };
-            positions.insert(p.tp.clone(), (p.clone(), pos.leader_epoch));
+            let catching_up = !p.in_isr(node_id);
+            if catching_up && throttles.follower_holds(&p.tp) {
+                held = true;
+                continue;
+            }
+            positions.insert(p.tp.clone(), (p.clone(), pos.leader_epoch, catching_up));
             topics.entry(p.tp.topic.clone()).or_default().push(
                 FetchPartition::default()
                     .with_partition(p.tp.partition)
@@ -176,7 +191,14 @@ async fn run(
             );
         }
         if topics.is_empty() {
-            changed.notified().await;
+            if held {
+                tokio::select! {
+                    _ = changed.notified() => {}
+                    _ = tokio::time::sleep(THROTTLED_PAUSE) => {}
+                }
+            } else {
+                changed.notified().await;
+            }
             continue;
         }
         let req = FetchRequest::default()
@@ -234,7 +256,7 @@ async fn run(
         for t in response.responses {
             for d in t.partitions {
                 let tp = TopicPartition::new(t.topic.0.as_str(), d.partition_index);
-                let Some((p, epoch)) = positions.get(&tp) else {
+                let Some((p, epoch, catching_up)) = positions.get(&tp) else {
                     continue;
                 };
                 if d.error_code == ResponseError::OffsetOutOfRange.code() {
@@ -259,6 +281,9 @@ async fn run(
                     continue;
                 }
                 let records = d.records.unwrap_or_default();
+                if *catching_up {
+                    throttles.follower_got(&tp, records.len() as u64);
+                }
                 if let Err(e) =
                     p.append_replicated(&records, *epoch, d.high_watermark, d.log_start_offset)
                 {

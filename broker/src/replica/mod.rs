@@ -14,6 +14,7 @@ pub mod fetcher;
 pub mod partition;
 pub mod producer;
 pub mod purgatory;
+pub mod throttle;
 
 use std::collections::HashMap;
 use std::fs;
@@ -521,6 +522,11 @@ impl Partition {
         Ok(Some(end))
     }
 
+    /// Whether `node` is in this partition's ISR.
+    pub fn in_isr(&self, node: i32) -> bool {
+        self.state.lock().partition.isr().contains(&node)
+    }
+
     /// What a follower's next fetch asks for: the partition's leader epoch, its log end (the
     /// fetch offset), the epoch of its last batch and its log start. `None` while it leads.
     pub fn follower_position(&self) -> Option<FollowerPosition> {
@@ -698,6 +704,8 @@ pub struct ReplicaManager {
     partitions: RwLock<HashMap<TopicPartition, Arc<Partition>>>,
     /// The tasks that fetch followed partitions from their leaders.
     fetchers: fetcher::FetcherManager,
+    /// Replication throttles, from the newest image.
+    pub throttles: Arc<throttle::Throttles>,
     clean_start: bool,
     /// The newest image applied. Images are applied one at a time and never an older one
     /// after a newer: an older image lacks what a newer one created, and applying it would
@@ -725,12 +733,18 @@ impl ReplicaManager {
         if clean_start {
             fs::remove_file(&marker).map_err(|e| Error::io(&marker, e))?;
         }
+        let throttles = Arc::new(throttle::Throttles::new(config.node_id, &config.raw));
         Ok(ReplicaManager {
             log_dir: dir,
             node_id: config.node_id,
             config: config.clone(),
             partitions: RwLock::new(HashMap::new()),
-            fetchers: fetcher::FetcherManager::new(config.node_id, config.replica_fetch),
+            fetchers: fetcher::FetcherManager::new(
+                config.node_id,
+                config.replica_fetch,
+                throttles.clone(),
+            ),
+            throttles,
             clean_start,
             applied: Mutex::new(None),
             dir_health: Arc::new(LogDir::default()),
@@ -885,6 +899,7 @@ impl ReplicaManager {
         };
         *newest = Some(image.clone());
         let image = &*image;
+        self.throttles.update(image);
         let wanted = self.wanted(image);
         // Remove partitions no longer wanted (or whose topic was re-created under a new id).
         let doomed: Vec<Arc<Partition>> = {

@@ -2,7 +2,8 @@
 //! of combined nodes runs: each node on its own client and controller listeners on loopback,
 //! `controller.quorum.voters` naming all of them. Nodes can be crashed (their task aborted:
 //! no shutdown path at all), stopped cleanly (a controlled shutdown first), and restarted on
-//! the same ports and directory.
+//! the same ports and directory. [`Cluster::add_broker`] adds a broker-only node
+//! (`process.roles=broker`), which follows the voters without being one.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -20,7 +21,8 @@ pub struct Node {
     pub id: i32,
     pub addr: SocketAddr,
     pub dir: PathBuf,
-    controller_port: u16,
+    /// None for a broker-only node.
+    controller_port: Option<u16>,
     running: Option<Running>,
 }
 
@@ -39,10 +41,18 @@ pub struct Cluster {
 
 /// Settings that make a test cluster react in a test's time: heartbeats every 100 ms, a
 /// broker fenced after 1.5 s of silence, followers retrying a lost leader after 50 ms.
-fn overrides(node_id: i32, dir: &Path, client: u16, controller: u16) -> Vec<String> {
+fn overrides(node_id: i32, dir: &Path, client: u16, controller: Option<u16>) -> Vec<String> {
+    let (roles, listeners) = match controller {
+        Some(c) => (
+            "broker,controller",
+            format!("PLAINTEXT://127.0.0.1:{client},CONTROLLER://127.0.0.1:{c}"),
+        ),
+        None => ("broker", format!("PLAINTEXT://127.0.0.1:{client}")),
+    };
     vec![
         format!("node.id={node_id}"),
-        format!("listeners=PLAINTEXT://127.0.0.1:{client},CONTROLLER://127.0.0.1:{controller}"),
+        format!("process.roles={roles}"),
+        format!("listeners={listeners}"),
         "controller.listener.names=CONTROLLER".to_string(),
         format!("log.dirs={}", dir.display()),
         "fjord.metrics.listener=".to_string(),
@@ -62,7 +72,8 @@ impl Cluster {
         let mut bound = Vec::new();
         for id in 1..=n {
             let dir = tempfile::tempdir()?;
-            let config = BrokerConfig::load(None, Vec::new(), &overrides(id, dir.path(), 0, 0))?;
+            let config =
+                BrokerConfig::load(None, Vec::new(), &overrides(id, dir.path(), 0, Some(0)))?;
             let clients = fjord_broker::bind(&config).await?;
             let controllers = fjord_broker::server::bind_controllers(&config).await?;
             bound.push((id, dir.path().to_path_buf(), clients, controllers));
@@ -80,7 +91,7 @@ impl Cluster {
         };
         for (id, dir, clients, controllers) in bound {
             let addr = clients[0].local_addr()?;
-            let controller_port = controllers[0].local_addr()?.port();
+            let controller_port = Some(controllers[0].local_addr()?.port());
             let mut node = Node {
                 id,
                 addr,
@@ -93,6 +104,29 @@ impl Cluster {
         }
         cluster.wait_for_brokers(n as usize).await?;
         Ok(cluster)
+    }
+
+    /// Starts a broker-only node (`process.roles=broker`) with the next free id; returns its
+    /// id once it is running (not yet registered).
+    pub async fn add_broker(&mut self) -> TestResult<i32> {
+        let id = self.nodes.iter().map(|n| n.id).max().unwrap_or(0) + 1;
+        let dir = tempfile::tempdir()?;
+        let mut o = overrides(id, dir.path(), 0, None);
+        o.push(self.voters.clone());
+        let config = BrokerConfig::load(None, Vec::new(), &o)?;
+        let clients = fjord_broker::bind(&config).await?;
+        let mut node = Node {
+            id,
+            addr: clients[0].local_addr()?,
+            dir: dir.path().to_path_buf(),
+            controller_port: None,
+            running: None,
+        };
+        self._dirs.push(dir);
+        let config = self.config(&node)?;
+        node.running = Some(spawn(config, clients, Vec::new()));
+        self.nodes.push(node);
+        Ok(id)
     }
 
     fn config(&self, node: &Node) -> TestResult<BrokerConfig> {
