@@ -59,8 +59,10 @@ for suite in "${suites[@]}"; do
             ;;
         librdkafka)
             build_broker
-            step "librdkafka's own test suite (allowlist) against Fjord"
+            step "librdkafka's own test suite (allowlist) against Fjord, one node"
             e2e/librdkafka/against-fjord
+            step "librdkafka's own test suite (allowlist) against three Fjord nodes"
+            e2e/librdkafka/against-fjord --brokers 3
             ;;
         k8s)
             build_broker

@@ -409,6 +409,7 @@ async fn coordinator(addr: std::net::SocketAddr, group: &str) -> TestResult<(i16
 /// The group coordinator is the leader of the group's `__consumer_offsets` partition: other
 /// nodes answer NOT_COORDINATOR, and a commit is answered once it is replicated. When the
 /// coordinator dies, FindCoordinator names the new leader, which serves the committed offset.
+/// Commits for partitions the coordinator holds no replica of are accepted like any other.
 #[tokio::test]
 async fn committed_offsets_survive_the_coordinators_death() -> TestResult {
     use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
@@ -435,6 +436,23 @@ async fn committed_offsets_survive_the_coordinators_death() -> TestResult {
     // The offsets partition's followers may still be catching up from its creation.
     let r = c.send(commit(3), 8).await?;
     assert_eq!(r.topics[0].partitions[0].error_code, 0);
+    // The coordinator holds no replica of a partition only another node has; the commit is
+    // still accepted, as Kafka checks the cluster's metadata.
+    let elsewhere = topic("elsewhere");
+    let other_id = cluster.other_than(&[old]).id;
+    create(&mut c, &elsewhere, 1, -1, Some(vec![other_id])).await?;
+    let r = c.send(commit_request(&group, &elsewhere, 5), 8).await?;
+    assert_eq!(
+        r.topics[0].partitions[0].error_code, 0,
+        "a partition led elsewhere"
+    );
+    let r = c
+        .send(commit_request(&group, &topic("nowhere"), 5), 8)
+        .await?;
+    assert_eq!(
+        r.topics[0].partitions[0].error_code, 3,
+        "UNKNOWN_TOPIC_OR_PARTITION"
+    );
 
     cluster.crash(old).await;
     let g = group.clone();

@@ -32,6 +32,15 @@ pub async fn commit(
     // Clients find the coordinator first, which creates the offsets topic; a bare commit may not.
     let offsets_ready = broker.ensure_offsets_topic().await.is_ok();
     let now = now_ms();
+    // Kafka checks the cluster's metadata, not this node's replicas: a group's coordinator
+    // need not hold any replica of the partitions its members commit for.
+    let image = broker.metadata.image();
+    let exists = |topic: &str, partition: i32| {
+        image
+            .topics
+            .get(topic)
+            .is_some_and(|t| partition >= 0 && (partition as usize) < t.partitions.len())
+    };
     // Partition-level problems first; the rest are committed together.
     let mut codes: Vec<(TopicName, Vec<(i32, i16)>)> = Vec::new();
     let mut accepted = Vec::new();
@@ -42,11 +51,7 @@ pub async fn commit(
                 KafkaError::InvalidGroupId.code()
             } else if !offsets_ready {
                 KafkaError::CoordinatorNotAvailable.code()
-            } else if broker
-                .replicas
-                .get(t.name.0.as_str(), p.partition_index)
-                .is_none()
-            {
+            } else if !exists(t.name.0.as_str(), p.partition_index) {
                 KafkaError::UnknownTopicOrPartition.code()
             } else if p
                 .committed_metadata
