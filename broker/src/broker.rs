@@ -49,6 +49,42 @@ fn read_meta_properties(path: &std::path::Path) -> BTreeMap<String, String> {
         .unwrap_or_default()
 }
 
+/// The cluster's id, as the metadata log holds it. The first node to start commits one (the
+/// one `local` names: its directory's or its setting's, else a new one); every node then
+/// reports that one. A directory or a setting naming another cluster stops start-up, as
+/// Kafka's nodes refuse a quorum of another cluster.
+async fn agree_cluster_id(
+    metadata: &Metadata,
+    local: Option<(&'static str, String)>,
+) -> Result<String> {
+    let proposal = local
+        .as_ref()
+        .map(|(_, id)| id.clone())
+        .unwrap_or_else(new_cluster_id);
+    let image = metadata
+        .commit(|img| {
+            Ok::<_, Refusal>(match img.cluster_id {
+                Some(_) => vec![],
+                None => vec![MetadataRecord::ClusterId {
+                    id: proposal.clone(),
+                }],
+            })
+        })
+        .await?
+        .map_err(|r| Error::Metadata(r.message))?;
+    let agreed = image
+        .cluster_id
+        .clone()
+        .ok_or_else(|| Error::Metadata("the metadata log holds no cluster id".into()))?;
+    match local {
+        Some((source, id)) if id != agreed => Err(Error::config(
+            "cluster.id",
+            format!("{source} cluster {id}, but the metadata quorum's cluster is {agreed}"),
+        )),
+        _ => Ok(agreed),
+    }
+}
+
 /// A Kafka-style cluster id: 16 random bytes, URL-safe base64 without padding (22 chars).
 fn new_cluster_id() -> String {
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
@@ -82,16 +118,18 @@ impl Broker {
         let clean = replicas.clean_start();
         let meta_path = config.log_dir.join("meta.properties");
         let meta = read_meta_properties(&meta_path);
-        let cluster_id = match (meta.get("cluster.id"), &config.cluster_id) {
+        // What this node brings: its directory's cluster (which a setting must not contradict),
+        // else the `cluster.id` setting (`CLUSTER_ID` in Kafka's image convention).
+        let local = match (meta.get("cluster.id"), &config.cluster_id) {
             (Some(on_disk), Some(wanted)) if on_disk != wanted => {
                 return Err(Error::config(
                     "cluster.id",
                     format!("the log directory belongs to cluster {on_disk}, not {wanted}"),
                 ))
             }
-            (Some(on_disk), _) => on_disk.clone(),
-            (None, Some(wanted)) => wanted.clone(),
-            (None, None) => new_cluster_id(),
+            (Some(on_disk), _) => Some(("the log directory belongs to", on_disk.clone())),
+            (None, Some(wanted)) => Some(("the setting names", wanted.clone())),
+            (None, None) => None,
         };
         if let Some(id) = meta.get("node.id") {
             if id != &config.node_id.to_string() {
@@ -104,6 +142,8 @@ impl Broker {
                 ));
             }
         }
+        metadata.wait_ready().await?;
+        let cluster_id = agree_cluster_id(&metadata, local).await?;
         if meta.is_empty() {
             let text = format!(
                 "version=1\ncluster.id={cluster_id}\nnode.id={}\n",
@@ -111,7 +151,6 @@ impl Broker {
             );
             fs::write(&meta_path, text).map_err(|e| Error::io(&meta_path, e))?;
         }
-        metadata.wait_ready().await?;
         let groups = GroupCoordinator::new(&config, replicas.clone());
         let broker = Arc::new(Broker {
             cluster_id,
@@ -132,11 +171,13 @@ impl Broker {
             port: endpoint.port,
             rack: broker.config.rack.clone(),
         };
-        broker
-            .metadata
-            .commit(|img| Ok::<_, Refusal>(plan_register(img, &registration)))
-            .await?
-            .map_err(|r| Error::Metadata(r.message))?;
+        if broker.config.broker {
+            broker
+                .metadata
+                .commit(|img| Ok::<_, Refusal>(plan_register(img, &registration)))
+                .await?
+                .map_err(|r| Error::Metadata(r.message))?;
+        }
         let latest = broker.metadata.latest();
         let image = latest.image.clone();
         let strays = broker.replicas.set_aside_strays(&image)?;

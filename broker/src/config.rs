@@ -353,6 +353,9 @@ pub struct BrokerConfig {
     /// Every key the operator set (file, environment, overrides), validated.
     pub raw: BTreeMap<String, String>,
     pub node_id: i32,
+    /// Whether this node serves clients and hosts replicas (`process.roles` has `broker`); a
+    /// controller-only node is a voter and runs the controller's duties, nothing else.
+    pub broker: bool,
     /// Whether this node is a controller (a voter of the metadata quorum) as well as a broker
     /// (`process.roles`); a broker-only node follows the voters as an observer.
     pub controller: bool,
@@ -501,16 +504,17 @@ impl BrokerConfig {
         let roles = get("process.roles").unwrap_or_default();
         let mut roles: Vec<&str> = roles.split(',').map(str::trim).collect();
         roles.sort_unstable();
-        let controller =
-            match roles.as_slice() {
-                ["broker", "controller"] => true,
-                ["broker"] => false,
-                _ => return Err(Error::config(
+        let (broker, controller) = match roles.as_slice() {
+            ["broker", "controller"] => (true, true),
+            ["broker"] => (true, false),
+            ["controller"] => (false, true),
+            _ => {
+                return Err(Error::config(
                     "process.roles",
-                    "`broker,controller` (a combined node) or `broker` (a broker-only node) are \
-                     supported so far; controller-only nodes are not",
-                )),
-            };
+                    "must be `broker`, `controller` or `broker,controller`",
+                ))
+            }
+        };
         let voters = match raw.get("controller.quorum.voters") {
             Some(v) => crate::quorum::bootstrap::parse_voters(v)?,
             None if raw.contains_key("controller.quorum.bootstrap.servers") => {
@@ -528,6 +532,15 @@ impl BrokerConfig {
                 format!(
                     "node {node_id} has the controller role but is not one of the voters \
                      (a node that is not a voter has process.roles=broker)"
+                ),
+            ));
+        }
+        if !broker && !is_voter {
+            return Err(Error::config(
+                "controller.quorum.voters",
+                format!(
+                    "node {node_id} is a controller-only node (process.roles=controller) and must \
+                     be one of the voters"
                 ),
             ));
         }
@@ -595,17 +608,24 @@ impl BrokerConfig {
             Ok(out)
         };
         let listeners = parse_listeners("listeners")?;
-        if listeners.is_empty() {
+        if broker && listeners.is_empty() {
             return Err(Error::config(
                 "listeners",
                 "no client listener is configured",
             ));
         }
         let advertised_listeners = parse_listeners("advertised.listeners")?;
-        if controller && voters.len() > 1 && controller_listeners.is_empty() {
+        if controller && (voters.len() > 1 || !broker) && controller_listeners.is_empty() {
             return Err(Error::config(
                 "controller.listener.names",
                 "other voters reach this one on a controller listener: name one of `listeners` here",
+            ));
+        }
+        if !broker && !listeners.is_empty() {
+            return Err(Error::config(
+                "listeners",
+                "a controller-only node (process.roles=controller) has only the listeners of \
+                 controller.listener.names, as Kafka requires",
             ));
         }
 
@@ -635,6 +655,7 @@ impl BrokerConfig {
         }
         let cfg = BrokerConfig {
             node_id,
+            broker,
             controller,
             cluster_id: raw.get("cluster.id").cloned(),
             listeners,
@@ -1074,7 +1095,16 @@ mod tests {
             voters,
         ])
         .unwrap();
-        assert!(combined.controller);
+        assert!(combined.controller && combined.broker);
+        let controller_only = load(&[
+            "node.id=2",
+            "process.roles=controller",
+            "listeners=CONTROLLER://:9094",
+            voters,
+        ])
+        .unwrap();
+        assert!(controller_only.controller && !controller_only.broker);
+        assert!(controller_only.listeners.is_empty());
         for (settings, key) in [
             (
                 vec!["node.id=1", "process.roles=broker", voters],
@@ -1085,8 +1115,31 @@ mod tests {
                 "controller.quorum.voters",
             ),
             (vec!["node.id=4", voters], "controller.quorum.voters"),
+            // A controller-only node needs a controller listener and a place among the voters.
             (
                 vec!["node.id=1", "process.roles=controller", voters],
+                "controller.listener.names",
+            ),
+            (
+                vec![
+                    "node.id=3",
+                    "process.roles=controller",
+                    "listeners=CONTROLLER://:9095",
+                    voters,
+                ],
+                "controller.quorum.voters",
+            ),
+            (
+                vec![
+                    "node.id=2",
+                    "process.roles=controller",
+                    "listeners=PLAINTEXT://:9092,CONTROLLER://:9094",
+                    voters,
+                ],
+                "listeners",
+            ),
+            (
+                vec!["node.id=1", "process.roles=broker,broker", voters],
                 "process.roles",
             ),
         ] {

@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader, BufWriter, Interest};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::{TcpListener, TcpStream};
@@ -80,6 +80,18 @@ async fn bind_each(listeners: &[crate::config::Listener]) -> Result<Vec<TcpListe
 
 /// What clients are told to connect to: `advertised.listeners`, else the first listener with
 /// its bound port (so `:0` works in tests) and `localhost` for a wildcard host.
+fn controller_endpoint(config: &BrokerConfig, controllers: &[TcpListener]) -> Result<Endpoint> {
+    let first = controllers
+        .first()
+        .ok_or_else(|| Error::config("controller.listener.names", "no controller listener"))?;
+    let port = first.local_addr()?.port() as i32;
+    let host = match config.controller_listeners.first().map(|l| l.host.as_str()) {
+        None | Some("" | "0.0.0.0" | "::") => "localhost".to_string(),
+        Some(h) => h.to_string(),
+    };
+    Ok(Endpoint { host, port })
+}
+
 pub fn advertised_endpoint(config: &BrokerConfig, listeners: &[TcpListener]) -> Result<Endpoint> {
     if let Some(a) = config.advertised_listeners.first() {
         if a.port != 0 {
@@ -131,20 +143,29 @@ pub async fn run_with(
     config: BrokerConfig,
     shutdown: impl Future,
 ) -> Result<()> {
-    let endpoint = advertised_endpoint(&config, &listeners)?;
+    let endpoint = if config.broker {
+        advertised_endpoint(&config, &listeners)?
+    } else {
+        // A controller-only node is never registered as a broker: its "endpoint" is where the
+        // other voters reach it.
+        controller_endpoint(&config, &controllers)?
+    };
     let mut tasks = JoinSet::new();
     // The quorum starts first and its controller listeners serve it at once: a voter's first
     // image comes from its peers, which must reach it before this broker can start.
     let metadata = Arc::new(crate::metadata::Metadata::start(&config, &endpoint).await?);
+    let serving = Serving::default();
     for l in controllers {
         tracing::info!(addr = %l.local_addr()?, "listening for the metadata quorum");
         tasks.spawn(quorum_accept_loop(
             l,
             metadata.clone(),
+            serving.clone(),
             config.socket_request_max_bytes,
         ));
     }
     let broker = Broker::start(config, endpoint, metadata).await?;
+    let _ = serving.set(broker.clone());
     for l in listeners {
         tracing::info!(addr = %l.local_addr()?, "listening for Kafka clients");
         tasks.spawn(accept_loop(l, broker.clone()));
@@ -164,15 +185,21 @@ pub async fn run_with(
             }
         }
     }
-    tasks.spawn(group_timers(broker.clone()));
-    tasks.spawn(housekeeping(broker.clone()));
-    tasks.spawn(crate::cluster::heartbeats(broker.clone()));
+    // The controller's duties run on every voter and act while it leads the quorum; a
+    // controller-only node hosts nothing and has no broker duties.
     tasks.spawn(crate::cluster::fence_and_unfence(broker.clone()));
-    tasks.spawn(crate::cluster::isr_changes(broker.clone()));
     tasks.spawn(crate::cluster::rebalance_leaders(broker.clone()));
+    if broker.config.broker {
+        tasks.spawn(group_timers(broker.clone()));
+        tasks.spawn(housekeeping(broker.clone()));
+        tasks.spawn(crate::cluster::heartbeats(broker.clone()));
+        tasks.spawn(crate::cluster::isr_changes(broker.clone()));
+    }
     shutdown.await;
     tracing::info!("shutting down");
-    crate::cluster::controlled_shutdown(&broker).await;
+    if broker.config.broker {
+        crate::cluster::controlled_shutdown(&broker).await;
+    }
     tasks.abort_all();
     while tasks.join_next().await.is_some() {}
     broker.shutdown().await?;
@@ -199,12 +226,17 @@ async fn accept_loop(listener: TcpListener, broker: Arc<Broker>) {
     }
 }
 
-/// Serves quorum RPCs from other voters on a controller listener: one request at a time per
-/// connection, as the peers send them. Anything else closes the connection (Kafka APIs on the
-/// controller listener, for `kafka-metadata-quorum.sh --bootstrap-controller`, come later).
+/// The broker of this node once it serves; the controller listeners start before it.
+type Serving = Arc<std::sync::OnceLock<Arc<Broker>>>;
+
+/// Serves a controller listener: quorum RPCs from the other voters and observers, and the
+/// controller's Kafka APIs (ApiVersions, DescribeCluster, DescribeQuorum) for admin clients
+/// bootstrapped with `bootstrap.controllers` (`kafka-metadata-quorum.sh
+/// --bootstrap-controller`), once this node serves.
 async fn quorum_accept_loop(
     listener: TcpListener,
     metadata: Arc<crate::metadata::Metadata>,
+    serving: Serving,
     max: usize,
 ) {
     let mut connections = JoinSet::new();
@@ -213,7 +245,13 @@ async fn quorum_accept_loop(
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
-                    connections.spawn(serve_quorum_connection(stream, peer, metadata.clone(), max));
+                    connections.spawn(serve_quorum_connection(
+                        stream,
+                        peer,
+                        metadata.clone(),
+                        serving.clone(),
+                        max,
+                    ));
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "accept failed");
@@ -230,26 +268,49 @@ async fn serve_quorum_connection(
     stream: TcpStream,
     peer: SocketAddr,
     metadata: Arc<crate::metadata::Metadata>,
+    serving: Serving,
     max: usize,
 ) {
     let (rd, wr) = stream.into_split();
     let mut reader = BufReader::with_capacity(64 * 1024, rd);
     let mut writer = BufWriter::with_capacity(64 * 1024, wr);
+    let conn = Connection {
+        peer,
+        controller: true,
+    };
     while let Some(frame) = read_frame(&mut reader, max).await {
-        let response = match metadata.serve_raft(&frame).await {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::warn!(error = %e, "closing a quorum connection: bad request");
+        let raft = frame.len() >= 2
+            && i16::from_be_bytes([frame[0], frame[1]]) == crate::quorum::network::FJORD_RAFT;
+        let response = if raft {
+            match metadata.serve_raft(&frame).await {
+                Ok(r) => {
+                    let mut out = BytesMut::with_capacity(4 + r.len());
+                    out.put_i32(r.len() as i32);
+                    out.put_slice(&r);
+                    vec![Chunk::Mem(out.freeze())]
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "closing a quorum connection: bad request");
+                    return;
+                }
+            }
+        } else {
+            let Some(broker) = serving.get() else {
+                tracing::debug!(
+                    "a Kafka request on the controller listener before this node serves"
+                );
                 return;
+            };
+            match api::handle(broker, frame, &conn).await {
+                Ok(Some(r)) => r,
+                Ok(None) => continue,
+                Err(e) => {
+                    tracing::warn!(error = %e, "closing a controller connection: bad request");
+                    return;
+                }
             }
         };
-        let len = (response.len() as i32).to_be_bytes();
-        let written = async {
-            writer.write_all(&len).await?;
-            writer.write_all(&response).await?;
-            writer.flush().await
-        };
-        if let Err(e) = written.await {
+        if let Err(e) = write_response(&mut writer, &response).await {
             tracing::debug!(error = %e, "quorum connection closed while writing");
             return;
         }
@@ -260,6 +321,9 @@ async fn serve_quorum_connection(
 #[derive(Debug, Clone)]
 pub struct Connection {
     pub peer: SocketAddr,
+    /// Accepted on a controller listener: only the controller's APIs are served (KIP-919's
+    /// `--bootstrap-controller`).
+    pub controller: bool,
 }
 
 #[tracing::instrument(name = "connection", skip_all, fields(peer = %peer))]
@@ -267,7 +331,10 @@ async fn serve_connection(stream: TcpStream, peer: SocketAddr, broker: Arc<Broke
     let (rd, wr) = stream.into_split();
     let mut reader = BufReader::with_capacity(64 * 1024, rd);
     let mut writer = BufWriter::with_capacity(64 * 1024, wr);
-    let conn = Connection { peer };
+    let conn = Connection {
+        peer,
+        controller: false,
+    };
     let max = broker.config.socket_request_max_bytes;
     let idle = Duration::from_millis(broker.config.connections_max_idle_ms);
     loop {

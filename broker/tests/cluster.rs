@@ -16,8 +16,8 @@ use kafka_protocol::messages::create_topics_request::{
 };
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
-    AlterPartitionReassignmentsRequest, BrokerId, CreateTopicsRequest,
-    ListPartitionReassignmentsRequest, ProduceRequest,
+    AlterPartitionReassignmentsRequest, ApiVersionsRequest, BrokerId, CreateTopicsRequest,
+    DescribeClusterRequest, ListPartitionReassignmentsRequest, MetadataRequest, ProduceRequest,
 };
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::Compression;
@@ -265,6 +265,151 @@ async fn three_voters_share_metadata_and_replicate_a_topic() -> TestResult {
 /// `broker.session.timeout.ms`, a follower from the ISR leads at a new epoch, `acks=all` goes on,
 /// and every acknowledged record is there once, in order. The dead node restarts, catches up,
 /// rejoins the ISR, and ends with the same bytes as the others.
+async fn cluster_id(addr: std::net::SocketAddr) -> TestResult<Option<String>> {
+    let mut c = Client::connect(addr).await?;
+    let r = c
+        .send(MetadataRequest::default().with_topics(Some(vec![])), 12)
+        .await?;
+    Ok(r.cluster_id.map(|id| id.to_string()))
+}
+
+#[tokio::test]
+async fn every_node_reports_the_cluster_id_and_a_foreign_directory_is_refused() -> TestResult {
+    let mut cluster = Cluster::start(3, &[]).await?;
+    // Nobody was given an id: the first node to start committed one, and all report it,
+    // broker-only nodes included (librdkafka warns of a client connected to several clusters
+    // when they differ).
+    let id = cluster_id(cluster.node(1).addr)
+        .await?
+        .expect("a cluster id");
+    assert_eq!(id.len(), 22, "{id}");
+    cluster.add_broker().await?;
+    cluster.wait_for_brokers(4).await?;
+    for node in &cluster.nodes {
+        assert_eq!(cluster_id(node.addr).await?.as_deref(), Some(id.as_str()));
+        let meta = std::fs::read_to_string(node.dir.join("meta.properties"))?;
+        assert!(meta.contains(&format!("cluster.id={id}\n")), "{meta}");
+    }
+
+    // A directory of another cluster does not join this one.
+    cluster.stop_node(3).await?;
+    let meta = cluster.node(3).dir.join("meta.properties");
+    std::fs::write(
+        &meta,
+        "version=1\ncluster.id=AAAAAAAAAAAAAAAAAAAAAA\nnode.id=3\n",
+    )?;
+    cluster.restart(3).await?;
+    let err = cluster
+        .exit_of(3, Duration::from_secs(30))
+        .await?
+        .expect_err("start-up refused");
+    let text = err.to_string();
+    assert!(
+        text.contains("cluster.id")
+            && text.contains("AAAAAAAAAAAAAAAAAAAAAA")
+            && text.contains(&id),
+        "{text}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn controller_only_nodes_run_the_quorum_and_fence_a_dead_broker() -> TestResult {
+    let mut cluster = Cluster::start_dedicated(3, 3, &[]).await?;
+    let b = cluster.node(4).addr;
+    // Clients see the brokers only; the controllers vote, the brokers observe.
+    let r = Client::connect(b)
+        .await?
+        .send(MetadataRequest::default(), 12)
+        .await?;
+    let mut ids: Vec<i32> = r.brokers.iter().map(|x| x.node_id.0).collect();
+    ids.sort_unstable();
+    assert_eq!(ids, [4, 5, 6]);
+    let quorum_leader = eventually(
+        "three voters, three observers",
+        Duration::from_secs(20),
+        || async move {
+            let mut c = Client::connect(b).await.ok()?;
+            let r = c.send(describe_quorum(), 2).await.ok()?;
+            let p = &r.topics[0].partitions[0];
+            let mut voters: Vec<i32> = p.current_voters.iter().map(|v| v.replica_id.0).collect();
+            let mut observers: Vec<i32> = p.observers.iter().map(|o| o.replica_id.0).collect();
+            voters.sort_unstable();
+            observers.sort_unstable();
+            (p.error_code == 0 && voters == [1, 2, 3] && observers == [4, 5, 6])
+                .then_some(p.leader_id.0)
+        },
+    )
+    .await?;
+    assert!((1..=3).contains(&quorum_leader), "{quorum_leader}");
+
+    // A controller listener serves the controller's APIs (KIP-919's bootstrap.controllers):
+    // the voters and the active controller among them; anything else closes the connection.
+    let mut ctl = Client::connect(cluster.node(1).addr).await?;
+    let r = ctl.send(ApiVersionsRequest::default(), 3).await?;
+    let keys: Vec<i16> = r.api_keys.iter().map(|k| k.api_key).collect();
+    assert_eq!(
+        keys,
+        [18, 55, 60],
+        "ApiVersions, DescribeQuorum, DescribeCluster"
+    );
+    let r = ctl
+        .send(DescribeClusterRequest::default().with_endpoint_type(2), 1)
+        .await?;
+    assert_eq!((r.error_code, r.endpoint_type), (0, 2));
+    let ids: Vec<i32> = r.brokers.iter().map(|x| x.broker_id.0).collect();
+    assert_eq!(ids, [1, 2, 3]);
+    assert_eq!(r.controller_id.0, quorum_leader);
+    let r = ctl
+        .send(DescribeClusterRequest::default().with_endpoint_type(1), 1)
+        .await?;
+    assert_eq!(r.error_code, 114, "MISMATCHED_ENDPOINT_TYPE");
+    let r = Client::connect(b)
+        .await?
+        .send(DescribeClusterRequest::default().with_endpoint_type(2), 1)
+        .await?;
+    assert_eq!(r.error_code, 114, "MISMATCHED_ENDPOINT_TYPE");
+    assert!(
+        ctl.send(MetadataRequest::default(), 12).await.is_err(),
+        "Metadata is not a controller API"
+    );
+
+    let t = topic("dedicated");
+    create(&mut cluster.node(4).client_conn().await?, &t, 1, 3, None).await?;
+    let p = wait_for_partition(b, &t, 0, "three in sync", |p| p.isr.len() == 3).await?;
+    assert_eq!(
+        {
+            let mut r = p.replicas.clone();
+            r.sort_unstable();
+            r
+        },
+        [4, 5, 6],
+        "replicas on brokers only"
+    );
+    let mut c = cluster.node(p.leader).client_conn().await?;
+    let mut acked = Vec::new();
+    for i in 0..5 {
+        let v = format!("v{i}");
+        assert_eq!(send(&mut c, &t, &v, -1).await?, (0, i));
+        acked.push(v);
+    }
+
+    // The active controller and the partition's leader die: the other two controllers elect
+    // a new active controller, which fences the silent broker and moves the leadership.
+    cluster.crash(quorum_leader).await;
+    cluster.crash(p.leader).await;
+    let after = new_leader(&cluster, &t, p.leader).await?;
+    let mut c = cluster.node(after.leader).client_conn().await?;
+    assert_eq!(send(&mut c, &t, "after", -1).await?, (0, 5));
+    acked.push("after".into());
+    assert_eq!(values(cluster.node(after.leader).addr, &t).await?, acked);
+
+    // Both come back: the controller rejoins the quorum, the broker the ISR.
+    cluster.restart(quorum_leader).await?;
+    rejoin(&mut cluster, &t, p.leader, after.leader).await?;
+    Ok(())
+}
+
 #[tokio::test]
 async fn a_dead_leader_is_fenced_a_follower_takes_over_and_it_rejoins() -> TestResult {
     let mut cluster = Cluster::start(3, &[]).await?;

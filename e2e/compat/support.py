@@ -227,9 +227,21 @@ class FjordBroker(Broker):
 
 def kraft_properties(node: Broker, quorum: dict[str, str], replication: int) -> dict[str, str]:
     """`server.properties` of a node in KRaft mode, as Apache Kafka's quickstart writes it:
-    combined broker and controller, or broker-only when the node has no controller port;
+    combined broker and controller, broker-only when the node has no controller port, or
+    controller-only (`node.broker` false, as Kafka's `config/controller.properties`);
     `quorum` names the controllers, `replication` is the internal topics' replication factor."""
     controller = getattr(node, "controller_port", None)
+    broker = getattr(node, "broker", True)
+    if not broker:
+        return {
+            "process.roles": "controller",
+            "node.id": str(node.node_id),
+            **quorum,
+            "listeners": f"CONTROLLER://127.0.0.1:{controller}",
+            "controller.listener.names": "CONTROLLER",
+            "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            "log.dirs": str(node.data_dir),
+        }
     listeners = f"PLAINTEXT://127.0.0.1:{node.port}"
     if controller is not None:
         listeners += f",CONTROLLER://127.0.0.1:{controller}"
@@ -309,41 +321,70 @@ class ApacheKafkaBroker(Broker):
 
 
 class ClusterNode(Broker):
-    """One node of a cluster, combined broker and controller (or broker-only, with
-    ``controller=False``), started from a Kafka-style `server.properties` file: the same file
-    starts Apache Kafka (after its `kafka-storage.sh format`, which Fjord does not need)."""
+    """One node of a cluster, combined broker and controller (broker-only with
+    ``controller=False``, controller-only with ``broker=False``), started from a Kafka-style
+    `server.properties` file: the same file starts Apache Kafka (after its `kafka-storage.sh
+    format`, which Fjord does not need)."""
 
     def __init__(self, workdir: Path, kafka_bin: Path | None, node_id: int,
-                 controller: bool = True):
+                 controller: bool = True, target: str = TARGET, broker: bool = True):
         super().__init__(workdir, kafka_bin)
         self.node_id = node_id
+        self.target = target
+        self.broker = broker
         self.controller_port = free_port() if controller else None
         self.config_path = workdir / "server.properties"
         self.binary = Path(os.environ.get("FJORD_BROKER", REPO / "target" / "release" / "fjord-broker"))
 
     def write_config(self, voters: str, extra: dict[str, str]) -> None:
         props = {**kraft_properties(self, {"controller.quorum.voters": voters}, 3), **extra}
-        if TARGET == "fjord":
+        if self.target == "fjord":
             props["fjord.metrics.listener"] = "127.0.0.1:0"
         write_properties(self.config_path, props)
 
     def format(self, cluster_id: str) -> None:
-        if TARGET == "kafka":
+        if self.target == "kafka":
             kafka_storage_format(self.kafka_bin, self.config_path, cluster_id)
 
     def command(self) -> list[str]:
-        if TARGET == "kafka":
+        if self.target == "kafka":
             return [str(self.kafka_bin / "kafka-server-start.sh"), str(self.config_path)]
         return [str(self.binary), str(self.config_path)]
 
+    def wait_ready(self, timeout: float) -> None:
+        if self.broker:
+            return super().wait_ready(timeout)
+        # A controller-only node serves no client: running and accepting on its controller
+        # listener is all there is to see.
+        def accepts() -> bool:
+            self._check_alive()
+            with socket.create_connection(("127.0.0.1", self.controller_port), timeout=1):
+                return True
+        try:
+            wait_until(accepts, timeout, f"controller {self.node_id} to accept TCP")
+        except BrokerExited as e:
+            raise AssertionError(str(e)) from None
+
 
 class Cluster:
-    """``n`` combined nodes on loopback with one metadata quorum (`controller.quorum.voters`)."""
+    """``n`` combined nodes on loopback with one metadata quorum (`controller.quorum.voters`),
+    of Fjord or Apache Kafka (``target``, by default ``E2E_TARGET``); ``node_class`` may be a
+    subclass of ClusterNode. With ``brokers``, the ``n`` voters are controller-only and that
+    many broker-only nodes (the next ids) serve clients."""
 
-    def __init__(self, workdir: Path, kafka_bin: Path, n: int = 3, extra: dict | None = None):
+    def __init__(self, workdir: Path, kafka_bin: Path, n: int = 3, extra: dict | None = None,
+                 target: str = TARGET, node_class: type[ClusterNode] = ClusterNode,
+                 brokers: int = 0):
         self.workdir, self.kafka_bin, self.extra = workdir, kafka_bin, extra or {}
-        self.nodes = [ClusterNode(workdir / f"node{i}", kafka_bin, i) for i in range(1, n + 1)]
-        self.voters = ",".join(f"{x.node_id}@127.0.0.1:{x.controller_port}" for x in self.nodes)
+        self.target, self.node_class = target, node_class
+        self.nodes = [node_class(workdir / f"node{i}", kafka_bin, i, target=target,
+                                 broker=brokers == 0)
+                      for i in range(1, n + 1)]
+        self.nodes += [node_class(workdir / f"node{i}", kafka_bin, i, controller=False,
+                                  target=target)
+                       for i in range(n + 1, n + 1 + brokers)]
+        self.voters = ",".join(f"{x.node_id}@127.0.0.1:{x.controller_port}"
+                               for x in self.nodes if x.controller_port is not None)
         self.cluster_id = new_cluster_id()
         for x in self.nodes:
             x.write_config(self.voters, self.extra)
@@ -353,7 +394,8 @@ class Cluster:
         """Starts a broker-only node (`process.roles=broker`) with the next node id, as the
         guides add a broker to a running cluster; returns once it serves."""
         node_id = max(x.node_id for x in self.nodes) + 1
-        x = ClusterNode(self.workdir / f"node{node_id}", self.kafka_bin, node_id, controller=False)
+        x = self.node_class(self.workdir / f"node{node_id}", self.kafka_bin, node_id,
+                            controller=False, target=self.target)
         x.write_config(self.voters, self.extra)
         x.format(self.cluster_id)
         self.nodes.append(x)
@@ -362,7 +404,13 @@ class Cluster:
 
     @property
     def bootstrap(self) -> str:
-        return ",".join(x.bootstrap for x in self.nodes)
+        return ",".join(x.bootstrap for x in self.nodes if x.broker)
+
+    @property
+    def bootstrap_controllers(self) -> str:
+        """The voters' controller listeners, for `--bootstrap-controller`."""
+        return ",".join(f"127.0.0.1:{x.controller_port}" for x in self.nodes
+                        if x.controller_port is not None)
 
     def node(self, node_id: int) -> ClusterNode:
         return next(x for x in self.nodes if x.node_id == node_id)
@@ -374,7 +422,8 @@ class Cluster:
             x.wait_ready(START_TIMEOUT)
 
     def close(self) -> None:
-        for x in self.nodes:
+        # Brokers first: a controlled shutdown needs the controllers.
+        for x in sorted(self.nodes, key=lambda x: not x.broker):
             try:
                 x.close()
             except AssertionError:

@@ -400,3 +400,56 @@ def test_a_new_broker_joins_and_reassign_partitions_moves_replicas_to_it(cluster
     out = run(kafka_bin, "kafka-configs.sh", "--bootstrap-server", cluster.bootstrap,
               "--describe", "--entity-type", "topics", "--entity-name", topic)
     assert "throttled.replicas" not in out, out
+
+
+def test_controller_only_voters_and_broker_only_nodes(tmp_path, kafka_bin):
+    """KRaft's split layout, from the `server.properties` shape of Kafka's own
+    `controller.properties` and `broker.properties`: three controller-only voters
+    (`process.roles=controller`) and two broker-only nodes. Clients see the two brokers,
+    `kafka-metadata-quorum.sh` shows the voters and the brokers as observers, and a replicated
+    topic lives on the brokers."""
+    c = Cluster(tmp_path, kafka_bin, 3, FAST_FAILOVER, brokers=2)
+    try:
+        c.start()
+
+        def quorum():
+            out = run(kafka_bin, "kafka-metadata-quorum.sh", "--bootstrap-server", c.bootstrap,
+                      "describe", "--replication")
+            roles = {int(m[1]): m[2] for m in
+                     re.finditer(r"^(\d+)\s.*?\b(Leader|Follower|Observer)\b", out, re.M)}
+            return roles if len(roles) == 5 else None
+
+        roles = wait_until(quorum, 60, "three voters and two observers")
+        assert sorted(n for n, r in roles.items() if r != "Observer") == [1, 2, 3], roles
+        assert list(roles.values()).count("Leader") == 1, roles
+        assert sorted(n for n, r in roles.items() if r == "Observer") == [4, 5], roles
+        leader = next(n for n, r in roles.items() if r == "Leader")
+
+        # The same from the controllers themselves (KIP-919's `--bootstrap-controller`).
+        status = run(kafka_bin, "kafka-metadata-quorum.sh", "--bootstrap-controller",
+                     c.bootstrap_controllers, "describe", "--status")
+        assert int(re.search(r"LeaderId:\s+(\d+)", status)[1]) == leader, status
+        voters = re.search(r"CurrentVoters:\s+(.*)", status)[1]
+        assert sorted(int(x) for x in re.findall(r'"id":\s*(\d+)', voters)) == [1, 2, 3], status
+        replication = run(kafka_bin, "kafka-metadata-quorum.sh", "--bootstrap-controller",
+                          c.bootstrap_controllers, "describe", "--replication")
+        assert f"{leader}" in replication and "Observer" in replication, replication
+        assert sorted(AdminClient({"bootstrap.servers": c.bootstrap})
+                      .list_topics(timeout=10).brokers) == [4, 5]
+
+        topic = unique_name("split")
+        run(kafka_bin, "kafka-topics.sh", "--bootstrap-server", c.bootstrap, "--create",
+            "--topic", topic, "--partitions", "2", "--replication-factor", "2")
+        rows = wait_until(
+            lambda: (r := describe_partitions(kafka_bin, c.bootstrap, topic)) and all(
+                sorted(x["isr"]) == [4, 5] for x in r) and r,
+            60, "both partitions on the two brokers, in sync")
+        assert all(sorted(x["replicas"]) == [4, 5] for x in rows), rows
+
+        p = Producer({"bootstrap.servers": c.bootstrap, "acks": "all"})
+        for i in range(10):
+            p.produce(topic, str(i).encode(), partition=i % 2)
+        assert p.flush(30) == 0
+        assert sorted(read_all(c.bootstrap, topic, 2, 10)) == list(range(10))
+    finally:
+        c.close()

@@ -3,12 +3,14 @@
 use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, ApiVersionsResponse};
 
-use super::{supported, KafkaError, RequestContext};
+use super::{served_on_controller, supported, KafkaError, RequestContext};
 
-fn api_keys() -> Vec<ApiVersion> {
+/// The APIs of a client listener, or of a controller listener (`controller`).
+fn api_keys(controller: bool) -> Vec<ApiVersion> {
     // Kafka's API keys are all below 100.
     (0..100i16)
         .filter_map(|k| ApiKey::try_from(k).ok())
+        .filter(|key| !controller || served_on_controller(*key))
         .filter_map(|key| {
             let r = supported(key)?;
             Some(
@@ -30,12 +32,12 @@ pub fn handle(req: ApiVersionsRequest, ctx: &RequestContext) -> ApiVersionsRespo
             "client connected"
         );
     }
-    ApiVersionsResponse::default().with_api_keys(api_keys())
+    ApiVersionsResponse::default().with_api_keys(api_keys(ctx.connection.controller))
 }
 
 /// The v0-shaped answer to an ApiVersions request at a version this broker does not know.
-pub fn unsupported_version() -> ApiVersionsResponse {
+pub fn unsupported_version(controller: bool) -> ApiVersionsResponse {
     ApiVersionsResponse::default()
         .with_error_code(KafkaError::UnsupportedVersion.code())
-        .with_api_keys(api_keys())
+        .with_api_keys(api_keys(controller))
 }

@@ -16,16 +16,90 @@ use kafka_protocol::messages::{
 use super::{str_bytes, KafkaError, RequestContext};
 use crate::broker::Broker;
 
+/// DescribeCluster's endpoint types (KIP-919).
+const BROKER_ENDPOINTS: i8 = 1;
+const CONTROLLER_ENDPOINTS: i8 = 2;
+
+/// DescribeCluster: on a client listener the brokers, on a controller listener the voters and
+/// the active controller among them (what an admin client bootstrapped with
+/// `bootstrap.controllers` routes DescribeQuorum to). Asking a listener for the other kind of
+/// endpoints is MISMATCHED_ENDPOINT_TYPE, as in Kafka.
 pub fn describe_cluster(
     broker: &Arc<Broker>,
-    _req: DescribeClusterRequest,
-    _ctx: &RequestContext,
+    req: DescribeClusterRequest,
+    ctx: &RequestContext,
 ) -> DescribeClusterResponse {
+    let here = if ctx.connection.controller {
+        CONTROLLER_ENDPOINTS
+    } else {
+        BROKER_ENDPOINTS
+    };
+    let asked = if ctx.version >= 1 {
+        req.endpoint_type
+    } else {
+        BROKER_ENDPOINTS
+    };
+    let refuse = |error: KafkaError, message: String| {
+        // v0 has no endpoint type, so its refusal is INVALID_REQUEST.
+        let error = if ctx.version >= 1 {
+            error
+        } else {
+            KafkaError::InvalidRequest
+        };
+        DescribeClusterResponse::default()
+            .with_error_code(error.code())
+            .with_error_message(Some(str_bytes(&message)))
+            .with_endpoint_type(here)
+            .with_cluster_id(str_bytes(&broker.cluster_id))
+            .with_controller_id(BrokerId(-1))
+    };
+    if asked != BROKER_ENDPOINTS && asked != CONTROLLER_ENDPOINTS {
+        return refuse(
+            KafkaError::UnsupportedEndpointType,
+            format!("unknown endpoint type {asked}"),
+        );
+    }
+    if asked != here {
+        let (sent, wanted) = if here == BROKER_ENDPOINTS {
+            ("BROKER", "CONTROLLER")
+        } else {
+            ("CONTROLLER", "BROKER")
+        };
+        return refuse(
+            KafkaError::MismatchedEndpointType,
+            format!(
+                "The request was sent to an endpoint of type {sent}, but we wanted an endpoint \
+                 of type {wanted}"
+            ),
+        );
+    }
+    if here == CONTROLLER_ENDPOINTS {
+        let leader = broker.metadata.quorum_status().leader;
+        let voters = &broker.config.voters;
+        let controller_id = leader
+            .filter(|id| voters.contains_key(id))
+            .map_or(-1, |id| id as i32);
+        return DescribeClusterResponse::default()
+            .with_cluster_id(str_bytes(&broker.cluster_id))
+            .with_controller_id(BrokerId(controller_id))
+            .with_endpoint_type(CONTROLLER_ENDPOINTS)
+            .with_brokers(
+                voters
+                    .iter()
+                    .map(|(id, v)| {
+                        DescribeClusterBroker::default()
+                            .with_broker_id(BrokerId(*id as i32))
+                            .with_host(str_bytes(&v.host))
+                            .with_port(v.port as i32)
+                    })
+                    .collect(),
+            );
+    }
     let image = broker.metadata.image();
     DescribeClusterResponse::default()
         .with_cluster_id(str_bytes(&broker.cluster_id))
         .with_controller_id(BrokerId(broker.config.node_id))
-        .with_endpoint_type(1)
+        .with_endpoint_type(BROKER_ENDPOINTS)
         .with_brokers(
             image
                 .brokers

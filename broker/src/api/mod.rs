@@ -93,6 +93,15 @@ pub fn supported(key: ApiKey) -> Option<VersionRange> {
     Some(r.intersect(&key.valid_versions()))
 }
 
+/// Whether a controller listener serves `key`: the APIs an admin client bootstrapped with
+/// `bootstrap.controllers` sends (KIP-919), as a Kafka controller advertises them.
+pub fn served_on_controller(key: ApiKey) -> bool {
+    matches!(
+        key,
+        ApiKey::ApiVersions | ApiKey::DescribeCluster | ApiKey::DescribeQuorum
+    )
+}
+
 /// An empty request of every API Fjord serves, for tests and fuzz targets that start from a
 /// well-formed body and damage it.
 #[doc(hidden)]
@@ -167,6 +176,11 @@ pub async fn handle(
     let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
     let key = ApiKey::try_from(raw_key)
         .map_err(|_| Error::Protocol(format!("unknown API key {raw_key}")))?;
+    if conn.controller && !served_on_controller(key) {
+        return Err(Error::Protocol(format!(
+            "{key:?} is not served on a controller listener"
+        )));
+    }
     let range = supported(key);
     let in_range = range.is_some_and(|r| version >= r.min && version <= r.max);
     if !in_range {
@@ -175,7 +189,7 @@ pub async fn handle(
                 version,
                 "ApiVersions at an unknown version: answering in v0 with the supported ranges"
             );
-            let resp = api_versions::unsupported_version();
+            let resp = api_versions::unsupported_version(conn.controller);
             return encode_response(
                 ApiKey::ApiVersions,
                 0,

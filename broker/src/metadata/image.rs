@@ -65,6 +65,23 @@ pub enum MetadataRecord {
     ProducerIds {
         next: i64,
     },
+    /// The cluster's id, committed by the first node to start (Kafka's `kafka-storage.sh
+    /// format -t` writes it into every node's directory instead). Only the first one counts.
+    ClusterId {
+        id: String,
+    },
+}
+
+impl MetadataRecord {
+    /// The metadata feature level that introduced this record: a command carries the highest
+    /// of its records', so a node of an older build replays every command made only of records
+    /// it knows (see [`crate::quorum`]'s `SUPPORTED_COMMAND_VERSION`).
+    pub fn feature_level(&self) -> u16 {
+        match self {
+            MetadataRecord::ClusterId { .. } => 3,
+            _ => 2,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -168,6 +185,8 @@ pub struct MetadataImage {
     /// Dynamic broker configs: "" is the cluster default, otherwise a node id.
     pub broker_configs: BTreeMap<String, BTreeMap<String, String>>,
     pub next_producer_id: i64,
+    /// The id every node of the cluster reports (`None` until the first node commits one).
+    pub cluster_id: Option<String>,
     /// How many records have been applied.
     pub applied: u64,
 }
@@ -278,6 +297,11 @@ impl MetadataImage {
             MetadataRecord::ProducerIds { next } => {
                 self.next_producer_id = self.next_producer_id.max(*next);
             }
+            MetadataRecord::ClusterId { id } => {
+                if self.cluster_id.is_none() {
+                    self.cluster_id = Some(id.clone());
+                }
+            }
         }
     }
 
@@ -287,6 +311,9 @@ impl MetadataImage {
     /// (CreateTopics refuses an existing name), so `topic_ids` mirrors `topics`.
     pub fn to_records(&self) -> Vec<MetadataRecord> {
         let mut out = Vec::new();
+        if let Some(id) = &self.cluster_id {
+            out.push(MetadataRecord::ClusterId { id: id.clone() });
+        }
         for b in self.brokers.values() {
             out.push(MetadataRecord::RegisterBroker {
                 node_id: b.node_id,
@@ -477,6 +504,7 @@ mod tests {
                     }
                 }),
             (0i64..100).prop_map(|next| MetadataRecord::ProducerIds { next }),
+            "c[ab]".prop_map(|id| MetadataRecord::ClusterId { id }),
         ]
     }
 

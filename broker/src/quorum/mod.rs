@@ -444,8 +444,9 @@ impl Quorum {
         planned_at: u64,
         records: Vec<MetadataRecord>,
     ) -> Result<CommitOutcome> {
+        let v = records.iter().map(MetadataRecord::feature_level).max();
         let command = MetadataCommand {
-            v: SUPPORTED_COMMAND_VERSION,
+            v: v.unwrap_or(SUPPORTED_COMMAND_VERSION),
             planned_at,
             ts_ms: now_ms(),
             records,

@@ -13,8 +13,10 @@ use serde::{Deserialize, Serialize};
 use crate::metadata::MetadataRecord;
 
 /// The metadata feature level this build applies; a command above it is never skipped.
+/// A command carries the highest level of its records ([`MetadataRecord::feature_level`]).
 /// 2: broker epochs and fencing (`BrokerFenced`), partition epochs.
-pub const SUPPORTED_COMMAND_VERSION: u16 = 2;
+/// 3: the cluster id in the metadata log (`ClusterId`).
+pub const SUPPORTED_COMMAND_VERSION: u16 = 3;
 
 openraft::declare_raft_types!(
     /// The Raft type configuration of Fjord's metadata quorum.

@@ -3,7 +3,9 @@
 //! `controller.quorum.voters` naming all of them. Nodes can be crashed (their task aborted:
 //! no shutdown path at all), stopped cleanly (a controlled shutdown first), and restarted on
 //! the same ports and directory. [`Cluster::add_broker`] adds a broker-only node
-//! (`process.roles=broker`), which follows the voters without being one.
+//! (`process.roles=broker`), which follows the voters without being one;
+//! [`Cluster::start_dedicated`] starts controller-only voters (`process.roles=controller`)
+//! and broker-only nodes, as production KRaft clusters are often laid out.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -19,8 +21,11 @@ use super::{eventually, name, Client, TestResult};
 
 pub struct Node {
     pub id: i32,
+    /// The client listener; a controller-only node's controller listener (not for clients).
     pub addr: SocketAddr,
     pub dir: PathBuf,
+    /// Whether the node is a broker (`false`: controller-only).
+    pub broker: bool,
     /// None for a broker-only node.
     controller_port: Option<u16>,
     running: Option<Running>,
@@ -41,13 +46,20 @@ pub struct Cluster {
 
 /// Settings that make a test cluster react in a test's time: heartbeats every 100 ms, a
 /// broker fenced after 1.5 s of silence, followers retrying a lost leader after 50 ms.
-fn overrides(node_id: i32, dir: &Path, client: u16, controller: Option<u16>) -> Vec<String> {
-    let (roles, listeners) = match controller {
-        Some(c) => (
+fn overrides(
+    node_id: i32,
+    dir: &Path,
+    client: Option<u16>,
+    controller: Option<u16>,
+) -> Vec<String> {
+    let (roles, listeners) = match (client, controller) {
+        (Some(client), Some(c)) => (
             "broker,controller",
             format!("PLAINTEXT://127.0.0.1:{client},CONTROLLER://127.0.0.1:{c}"),
         ),
-        None => ("broker", format!("PLAINTEXT://127.0.0.1:{client}")),
+        (Some(client), None) => ("broker", format!("PLAINTEXT://127.0.0.1:{client}")),
+        (None, Some(c)) => ("controller", format!("CONTROLLER://127.0.0.1:{c}")),
+        (None, None) => unreachable!("a node is a broker, a controller or both"),
     };
     vec![
         format!("node.id={node_id}"),
@@ -72,8 +84,11 @@ impl Cluster {
         let mut bound = Vec::new();
         for id in 1..=n {
             let dir = tempfile::tempdir()?;
-            let config =
-                BrokerConfig::load(None, Vec::new(), &overrides(id, dir.path(), 0, Some(0)))?;
+            let config = BrokerConfig::load(
+                None,
+                Vec::new(),
+                &overrides(id, dir.path(), Some(0), Some(0)),
+            )?;
             let clients = fjord_broker::bind(&config).await?;
             let controllers = fjord_broker::server::bind_controllers(&config).await?;
             bound.push((id, dir.path().to_path_buf(), clients, controllers));
@@ -96,6 +111,7 @@ impl Cluster {
                 id,
                 addr,
                 dir,
+                broker: true,
                 controller_port,
                 running: None,
             };
@@ -106,12 +122,61 @@ impl Cluster {
         Ok(cluster)
     }
 
+    /// `controllers` controller-only voters (ids from 1) and `brokers` broker-only nodes (the
+    /// next ids); returns once every broker serves and sees every broker registered.
+    pub async fn start_dedicated(
+        controllers: i32,
+        brokers: i32,
+        extra: &[&str],
+    ) -> TestResult<Cluster> {
+        let mut dirs = Vec::new();
+        let mut bound = Vec::new();
+        for id in 1..=controllers {
+            let dir = tempfile::tempdir()?;
+            // Only to bind port 0: a controller-only node must name itself among the voters.
+            let mut o = overrides(id, dir.path(), None, Some(0));
+            o.push(format!("controller.quorum.voters={id}@127.0.0.1:1"));
+            let config = BrokerConfig::load(None, Vec::new(), &o)?;
+            let controllers = fjord_broker::server::bind_controllers(&config).await?;
+            bound.push((id, dir.path().to_path_buf(), controllers));
+            dirs.push(dir);
+        }
+        let voters: Vec<String> = bound
+            .iter()
+            .map(|(id, _, c)| Ok(format!("{id}@127.0.0.1:{}", c[0].local_addr()?.port())))
+            .collect::<TestResult<_>>()?;
+        let mut cluster = Cluster {
+            nodes: Vec::new(),
+            voters: format!("controller.quorum.voters={}", voters.join(",")),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            _dirs: dirs,
+        };
+        for (id, dir, controllers) in bound {
+            let addr = controllers[0].local_addr()?;
+            let mut node = Node {
+                id,
+                addr,
+                dir,
+                broker: false,
+                controller_port: Some(addr.port()),
+                running: None,
+            };
+            cluster.run(&mut node, Vec::new(), controllers)?;
+            cluster.nodes.push(node);
+        }
+        for _ in 0..brokers {
+            cluster.add_broker().await?;
+        }
+        cluster.wait_for_brokers(brokers as usize).await?;
+        Ok(cluster)
+    }
+
     /// Starts a broker-only node (`process.roles=broker`) with the next free id; returns its
     /// id once it is running (not yet registered).
     pub async fn add_broker(&mut self) -> TestResult<i32> {
         let id = self.nodes.iter().map(|n| n.id).max().unwrap_or(0) + 1;
         let dir = tempfile::tempdir()?;
-        let mut o = overrides(id, dir.path(), 0, None);
+        let mut o = overrides(id, dir.path(), Some(0), None);
         o.push(self.voters.clone());
         let config = BrokerConfig::load(None, Vec::new(), &o)?;
         let clients = fjord_broker::bind(&config).await?;
@@ -119,6 +184,7 @@ impl Cluster {
             id,
             addr: clients[0].local_addr()?,
             dir: dir.path().to_path_buf(),
+            broker: true,
             controller_port: None,
             running: None,
         };
@@ -130,7 +196,8 @@ impl Cluster {
     }
 
     fn config(&self, node: &Node) -> TestResult<BrokerConfig> {
-        let mut o = overrides(node.id, &node.dir, node.addr.port(), node.controller_port);
+        let client = node.broker.then(|| node.addr.port());
+        let mut o = overrides(node.id, &node.dir, client, node.controller_port);
         o.push(self.voters.clone());
         o.extend(self.extra.iter().cloned());
         Ok(BrokerConfig::load(None, Vec::new(), &o)?)
@@ -146,9 +213,13 @@ impl Cluster {
         Ok(())
     }
 
-    /// Waits until every running node answers Metadata listing `n` brokers.
+    /// Waits until every running broker answers Metadata listing `n` brokers.
     pub async fn wait_for_brokers(&self, n: usize) -> TestResult {
-        for node in self.nodes.iter().filter(|n| n.running.is_some()) {
+        for node in self
+            .nodes
+            .iter()
+            .filter(|n| n.running.is_some() && n.broker)
+        {
             let addr = node.addr;
             eventually(
                 "every node sees every broker",
@@ -178,11 +249,11 @@ impl Cluster {
             .expect("a node of the cluster")
     }
 
-    /// A running node other than `not`.
+    /// A running broker other than `not`.
     pub fn other_than(&self, not: &[i32]) -> &Node {
         self.nodes
             .iter()
-            .find(|n| !not.contains(&n.id) && n.running.is_some())
+            .find(|n| !not.contains(&n.id) && n.running.is_some() && n.broker)
             .expect("another running node")
     }
 
@@ -229,6 +300,21 @@ impl Cluster {
             bound.ok_or_else(|| anyhow::anyhow!("node {id}'s ports stayed taken"))?;
         self.node_mut(id).running = Some(spawn(config, clients, controllers));
         Ok(())
+    }
+
+    /// Waits up to `within` for node `id` to exit by itself (a start-up refused), and returns
+    /// how it ended.
+    pub async fn exit_of(
+        &mut self,
+        id: i32,
+        within: Duration,
+    ) -> TestResult<fjord_broker::Result<()>> {
+        let (_stop, task) = self
+            .node_mut(id)
+            .running
+            .take()
+            .ok_or_else(|| anyhow::anyhow!("node {id} is not running"))?;
+        Ok(tokio::time::timeout(within, task).await??)
     }
 
     /// Stops every running node cleanly; the directories stay until the returned guards drop.
