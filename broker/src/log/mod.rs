@@ -400,7 +400,8 @@ impl PartitionLog {
             let p = self.dir.join(LOG_START_FILE);
             fs::write(&p, offset.to_string()).map_err(|e| Error::io(&p, e))?;
         }
-        self.delete_segments_while(|seg, log_start| seg.next_offset <= log_start)?;
+        // The log start itself is bounded by the high watermark (DeleteRecords checks it).
+        self.delete_segments_while(i64::MAX, |seg, log_start| seg.next_offset <= log_start)?;
         Ok(self.log_start_offset)
     }
 
@@ -458,12 +459,18 @@ impl PartitionLog {
     }
 
     /// Drops old segments (never the active one while it is empty) while `doomed` says so.
+    /// Deletes the oldest segments while `doomed` says so; never the active one, and never one
+    /// holding an offset at or above `limit` (the high watermark: what replicas may still need).
     fn delete_segments_while(
         &mut self,
+        limit: i64,
         mut doomed: impl FnMut(&Segment, i64) -> bool,
     ) -> Result<usize> {
         let mut deleted = 0;
-        while self.segments.len() > 1 && doomed(&self.segments[0], self.log_start_offset) {
+        while self.segments.len() > 1
+            && self.segments[0].next_offset <= limit
+            && doomed(&self.segments[0], self.log_start_offset)
+        {
             let seg = self.segments.remove(0);
             seg.delete()?;
             deleted += 1;
@@ -472,8 +479,10 @@ impl PartitionLog {
         Ok(deleted)
     }
 
-    /// Applies `retention.ms` and `retention.bytes`; returns how many segments were deleted.
-    pub fn enforce_retention(&mut self, now: i64) -> Result<usize> {
+    /// Applies `retention.ms` and `retention.bytes` to the segments wholly below
+    /// `high_watermark` (as Kafka's retention never passes it); returns how many segments were
+    /// deleted.
+    pub fn enforce_retention(&mut self, now: i64, high_watermark: i64) -> Result<usize> {
         let cfg = self.config.clone();
         // An expired active segment with data is rolled first so that it can go too.
         let active = self.active();
@@ -486,7 +495,7 @@ impl PartitionLog {
         }
         let mut deleted = 0;
         if cfg.retention_ms >= 0 {
-            deleted += self.delete_segments_while(|seg, _| {
+            deleted += self.delete_segments_while(high_watermark, |seg, _| {
                 let ts = if seg.max_timestamp >= 0 {
                     seg.max_timestamp
                 } else {
@@ -497,7 +506,7 @@ impl PartitionLog {
         }
         if cfg.retention_bytes >= 0 {
             let mut size = self.size_bytes();
-            deleted += self.delete_segments_while(|seg, _| {
+            deleted += self.delete_segments_while(high_watermark, |seg, _| {
                 if size.saturating_sub(seg.size) >= cfg.retention_bytes as u64
                     && size > cfg.retention_bytes as u64
                 {
@@ -527,14 +536,15 @@ impl PartitionLog {
     }
 
     /// What the cleaner should work on, when the topic is compacted and segments were closed
-    /// since the last compaction.
-    pub fn compaction_job(&self) -> Option<compact::CompactionJob> {
+    /// since the last compaction. It waits while the closed segments reach past
+    /// `high_watermark`: compaction never passes it, as in Kafka.
+    pub fn compaction_job(&self, high_watermark: i64) -> Option<compact::CompactionJob> {
         if !self.config.compact || self.segments.len() < 2 {
             return None;
         }
         let (active, closed) = self.segments.split_last()?;
         let through = closed.last()?.next_offset;
-        if through <= self.cleaned_through {
+        if through <= self.cleaned_through || through > high_watermark {
             return None;
         }
         // A segment that cannot be opened now skips this round; the next one tries again.
@@ -861,7 +871,7 @@ mod tests {
     }
 
     fn compact_now(log: &mut PartitionLog, now: i64) -> usize {
-        let Some(job) = log.compaction_job() else {
+        let Some(job) = log.compaction_job(i64::MAX) else {
             return 0;
         };
         let cleaned = compact::clean(&job, &log.config, now).unwrap();
@@ -907,6 +917,11 @@ mod tests {
         log.roll().unwrap();
         let segments = log.segment_count();
         assert!(segments > 3);
+        assert!(
+            log.compaction_job(49).is_none(),
+            "the cleaner waits for the high watermark to pass the closed segments"
+        );
+        assert!(log.compaction_job(50).is_some());
         let removed = compact_now(&mut log, 2);
         assert_eq!(removed, 45, "every batch but the last five is superseded");
         let expected: Vec<(i64, String, Option<String>)> = (0..5)
@@ -1083,14 +1098,16 @@ mod tests {
         append_values(&mut log, 60, 1_000);
         let before = log.segment_count();
         log.config.retention_bytes = 1500;
-        let deleted = log.enforce_retention(2_000).unwrap();
+        // Nothing at or above the high watermark goes, however old.
+        assert_eq!(log.enforce_retention(2_000, 0).unwrap(), 0);
+        let deleted = log.enforce_retention(2_000, 60).unwrap();
         assert!(deleted > 0 && log.segment_count() < before);
         assert!(log.size_bytes() <= 1500 + 1000);
         assert!(log.log_start_offset() > 0);
         assert_eq!(log.next_offset(), 60);
         log.config.retention_bytes = -1;
         log.config.retention_ms = 10;
-        log.enforce_retention(1_000_000).unwrap();
+        log.enforce_retention(1_000_000, 60).unwrap();
         assert_eq!(log.size_bytes(), 0);
         assert_eq!(log.log_start_offset(), 60);
         assert_eq!(append_values(&mut log, 1, 1_000_000), vec![60]);

@@ -374,7 +374,8 @@ impl Partition {
     /// A follower appends what its leader sent for `leader_epoch` (see
     /// [`PartitionLog::append_replicated`]), follows the leader's log start, and takes the
     /// leader's high watermark up to its own log end. A response to a fetch made under an
-    /// older leadership is dropped (`Ok(None)`); otherwise returns the new log end.
+    /// older leadership is dropped (`Ok(None)`); otherwise returns the new log end. No
+    /// records (the leader had nothing new) still carry its high watermark and log start.
     pub fn append_replicated(
         &self,
         records: &[u8],
@@ -382,8 +383,12 @@ impl Partition {
         leader_high_watermark: i64,
         leader_log_start: i64,
     ) -> Result<Option<i64>> {
-        let batches = validate_record_set(records, usize::MAX)
-            .map_err(|e| Error::CorruptBatch(format!("from the leader: {e:?}")))?;
+        let batches = if records.is_empty() {
+            Vec::new()
+        } else {
+            validate_record_set(records, usize::MAX)
+                .map_err(|e| Error::CorruptBatch(format!("from the leader: {e:?}")))?
+        };
         for (pos, h) in &batches {
             if !crate::log::batch::crc_matches(&records[*pos..*pos + h.total_len()]) {
                 return Err(Error::CorruptBatch(format!(
@@ -401,8 +406,15 @@ impl Partition {
             return Ok(None);
         }
         let result = (|| -> Result<i64> {
-            let mut epochs = st.epochs.clone();
             let next = st.log.next_offset();
+            if batches.is_empty() {
+                let start = leader_log_start.min(next);
+                if start > st.log.log_start_offset() {
+                    st.log.advance_log_start(start)?;
+                }
+                return Ok(next);
+            }
+            let mut epochs = st.epochs.clone();
             for (_, h) in batches.iter().filter(|(_, h)| h.last_offset() >= next) {
                 epochs.assign(h.partition_leader_epoch, h.base_offset);
             }
@@ -1037,7 +1049,7 @@ impl ReplicaManager {
             if let Err(e) = st.log.roll_if_old(now) {
                 tracing::warn!(partition = %p.tp.dir_name(), error = %e, "roll failed");
             }
-            if let Some(job) = st.log.compaction_job() {
+            if let Some(job) = st.log.compaction_job(st.offsets().high_watermark) {
                 let config = st.log.config.clone();
                 // The cleaner reads closed segments without the lock.
                 drop(st);
@@ -1050,7 +1062,8 @@ impl ReplicaManager {
             if !st.log.config.delete {
                 continue; // `cleanup.policy=compact` alone: no time or size retention.
             }
-            match st.log.enforce_retention(now) {
+            let high_watermark = st.offsets().high_watermark;
+            match st.log.enforce_retention(now, high_watermark) {
                 Ok(n) => deleted += n,
                 Err(e) => {
                     tracing::warn!(partition = %p.tp.dir_name(), error = %e, "retention failed")
@@ -1212,6 +1225,53 @@ mod tests {
                 log_start: 0,
                 high_watermark: 2,
                 log_end: 2
+            }
+        );
+    }
+
+    /// A fetch response without new records for a partition (the leader had nothing more)
+    /// still carries the leader's high watermark to the follower; it was refused as a corrupt
+    /// record set, and the follower's high watermark stood still.
+    #[test]
+    fn a_follower_takes_the_high_watermark_from_a_response_without_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = BrokerConfig::load(
+            None,
+            Vec::new(),
+            &[format!("log.dirs={}", dir.path().display())],
+        )
+        .unwrap();
+        let replicas = ReplicaManager::new(&config).unwrap();
+        let topic_id = Uuid::new_v4();
+        let leader = config.node_id + 1;
+        let mut image = MetadataImage::default();
+        image.apply(&MetadataRecord::Topic {
+            name: "t".into(),
+            topic_id,
+        });
+        image.apply(&MetadataRecord::Partition {
+            topic_id,
+            partition: 0,
+            replicas: vec![leader, config.node_id],
+            isr: vec![leader, config.node_id],
+            leader,
+            leader_epoch: 1,
+            partition_epoch: 1,
+            adding_replicas: Vec::new(),
+            removing_replicas: Vec::new(),
+        });
+        replicas.sync(&Arc::new(image)).unwrap();
+        let p = replicas.get("t", 0).unwrap();
+        let b = crate::log::batch::build_batch(0, now_ms(), &[(None, Some(b"v"))]);
+        assert_eq!(p.append_replicated(&b, 1, 0, 0).unwrap(), Some(1));
+        assert_eq!(p.offsets().high_watermark, 0);
+        assert_eq!(p.append_replicated(&[], 1, 1, 0).unwrap(), Some(1));
+        assert_eq!(
+            p.offsets(),
+            Offsets {
+                log_start: 0,
+                high_watermark: 1,
+                log_end: 1
             }
         );
     }
