@@ -17,7 +17,7 @@ import threading
 import time
 
 import pytest
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from support import Cluster, unique_name, wait_until
@@ -117,7 +117,9 @@ def test_no_acknowledged_record_is_lost(cluster, kafka_bin, fault):
     (leadership moves first), or the active controller killed. Every acknowledged record is read
     back exactly once and in order, the broker rejoins the ISR, `kafka-leader-election.sh` gives
     the partition back to its preferred replica, and the three replicas' logs end
-    byte-identical."""
+    byte-identical. A consumer group reads and commits throughout: no record it saw was later
+    truncated (each is in the final log at the offset it was read at), and the committed offset
+    it reads back never goes backwards."""
     topic = unique_name("failover")
     admin = AdminClient({"bootstrap.servers": cluster.bootstrap})
     admin.create_topics([NewTopic(topic, 1, 3, config={"min.insync.replicas": "2"})])[topic] \
@@ -160,6 +162,7 @@ def test_no_acknowledged_record_is_lost(cluster, kafka_bin, fault):
 
     writer = threading.Thread(target=produce)
     writer.start()
+    watcher = Watcher(cluster.bootstrap, topic)
     try:
         wait_until(lambda: len(acked) >= 1000, 60, "a thousand acknowledged records")
         leader = partition_view(cluster.bootstrap, topic).leader
@@ -187,6 +190,8 @@ def test_no_acknowledged_record_is_lost(cluster, kafka_bin, fault):
     finally:
         stop.set()
         writer.join(10)
+        if writer.is_alive() or failed or len(acked) != total:
+            watcher.stop()
     assert not failed, f"deliveries failed: {failed[:5]}"
     assert len(acked) == total
 
@@ -216,6 +221,16 @@ def test_no_acknowledged_record_is_lost(cluster, kafka_bin, fault):
     assert not missing, f"{len(missing)} acknowledged records lost, e.g. {sorted(missing)[:5]}"
     assert all(acked[v] == o for o, v in read), "a record is not at its acknowledged offset"
 
+    # What the consumer group saw while the fault happened.
+    watcher.stop()
+    assert len(watcher.seen) >= 1000, f"the group read only {len(watcher.seen)} records"
+    final = dict(read)
+    truncated = [(o, v) for o, v in watcher.seen if final.get(o) != v]
+    assert not truncated, f"the group read records that were later truncated: {truncated[:5]}"
+    assert len(watcher.committed) >= 5, f"only {len(watcher.committed)} commits read back"
+    backwards = [(a, b) for a, b in zip(watcher.committed, watcher.committed[1:]) if b < a]
+    assert not backwards, f"the committed offset went backwards: {backwards[:5]}"
+
     # kafka-leader-election.sh gives the partition back to its preferred replica.
     preferred = partition_view(cluster.bootstrap, topic).replicas[0]
     run(kafka_bin, "kafka-leader-election.sh", "--bootstrap-server", cluster.bootstrap,
@@ -227,6 +242,48 @@ def test_no_acknowledged_record_is_lost(cluster, kafka_bin, fault):
     cluster.close()
     logs = [{p.name: p.read_bytes() for p in d.glob("*.log")} for d in dirs]
     assert logs[0] and logs[0] == logs[1] == logs[2], "the replicas' logs differ"
+
+
+class Watcher:
+    """A consumer group member reading `topic` (one partition) in the background, committing
+    synchronously every 100 records and reading the committed offset back; errors while a
+    node is down are retried. `seen` holds (offset, value) of every record it got, `committed`
+    every committed offset it read back, in order."""
+
+    def __init__(self, bootstrap: str, topic: str):
+        self.topic = topic
+        self.seen: list[tuple[int, int]] = []
+        self.committed: list[int] = []
+        self.consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": unique_name("w"),
+                                  "auto.offset.reset": "earliest", "enable.auto.commit": False})
+        self.consumer.subscribe([topic])
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        tp = TopicPartition(self.topic, 0)
+        since_commit = 0
+        while not self.stopping.is_set():
+            for m in self.consumer.consume(200, 0.2):
+                if m.error() is None:
+                    self.seen.append((m.offset(), int(m.value())))
+                    since_commit += 1
+            if since_commit < 100:
+                continue
+            try:
+                self.consumer.commit(asynchronous=False)
+                since_commit = 0
+                c = self.consumer.committed([tp], timeout=10)[0]
+                if c.error is None and c.offset >= 0:
+                    self.committed.append(c.offset)
+            except KafkaException:
+                pass  # the coordinator moves while a node is down: the next round retries
+        self.consumer.close()
+
+    def stop(self):
+        self.stopping.set()
+        self.thread.join(60)
 
 
 class Load:
