@@ -17,7 +17,7 @@ import threading
 import time
 
 import pytest
-from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from support import Cluster, unique_name, wait_until
@@ -508,5 +508,43 @@ def test_controller_only_voters_and_broker_only_nodes(tmp_path, kafka_bin):
             p.produce(topic, str(i).encode(), partition=i % 2)
         assert p.flush(30) == 0
         assert sorted(read_all(c.bootstrap, topic, 2, 10)) == list(range(10))
+    finally:
+        c.close()
+
+
+def test_two_replicas_down_is_not_enough_replicas_for_acks_all(tmp_path, kafka_bin):
+    """Acceptance 3 of issue 8: with two of a partition's three replicas down, acks=all gets
+    NOT_ENOUGH_REPLICAS and acks=1 still works. Three controller-only voters keep the quorum
+    while two of the three brokers are killed (with combined nodes, two down would take the
+    quorum with them)."""
+    c = Cluster(tmp_path, kafka_bin, 3, FAST_FAILOVER, brokers=3)
+    try:
+        c.start()
+        topic = unique_name("minisr")
+        admin = AdminClient({"bootstrap.servers": c.bootstrap})
+        admin.create_topics([NewTopic(topic, 1, 3, config={"min.insync.replicas": "2"})])[topic] \
+            .result(60)
+        wait_until(lambda: len(partition_view(c.bootstrap, topic).isrs) == 3, 60,
+                   "three in-sync replicas")
+        leader = partition_view(c.bootstrap, topic).leader
+        for x in c.nodes:
+            if x.broker and x.node_id != leader:
+                x.kill()
+        survivor = c.node(leader).bootstrap
+        wait_until(lambda: partition_view(survivor, topic).isrs == [leader], 60,
+                   "the ISR down to the leader")
+
+        def send(acks: str):
+            results = []
+            p = Producer({"bootstrap.servers": survivor, "acks": acks, "retries": 0,
+                          "message.timeout.ms": 10000})
+            p.produce(topic, b"v", on_delivery=lambda err, msg: results.append(err))
+            p.flush(30)
+            assert len(results) == 1, "no delivery report"
+            return results[0]
+
+        err = send("all")
+        assert err is not None and err.code() == KafkaError.NOT_ENOUGH_REPLICAS, err
+        assert send("1") is None, "acks=1 with one replica left"
     finally:
         c.close()
