@@ -515,16 +515,28 @@ impl BrokerConfig {
                 ))
             }
         };
-        let voters = match raw.get("controller.quorum.voters") {
-            Some(v) => crate::quorum::bootstrap::parse_voters(v)?,
-            None if raw.contains_key("controller.quorum.bootstrap.servers") => {
-                return Err(Error::config(
+        let voters =
+            match (
+                raw.get("controller.quorum.voters"),
+                raw.get("controller.quorum.bootstrap.servers"),
+            ) {
+                (Some(v), _) => crate::quorum::bootstrap::parse_voters(v)?,
+                // Kafka 4's own `config/server.properties`: one combined node naming itself as the
+                // only bootstrap server, formatted `--standalone`. A quorum of this node alone.
+                (None, Some(servers))
+                    if broker
+                        && controller
+                        && servers.split(',').filter(|s| !s.trim().is_empty()).count() == 1 =>
+                {
+                    BTreeMap::new()
+                }
+                (None, Some(_)) => return Err(Error::config(
                     "controller.quorum.bootstrap.servers",
-                    "a dynamic quorum (KIP-853) is not supported; list the voters in controller.quorum.voters",
-                ))
-            }
-            None => BTreeMap::new(),
-        };
+                    "a dynamic quorum (KIP-853) is not supported beyond a single combined node; \
+                     list the voters in controller.quorum.voters",
+                )),
+                (None, None) => BTreeMap::new(),
+            };
         let is_voter = voters.contains_key(&(node_id as u64));
         if controller && !voters.is_empty() && !is_voter {
             return Err(Error::config(
@@ -1081,6 +1093,40 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("listeners"), "{e}");
+    }
+
+    /// Apache Kafka 4's `config/server.properties` as it ships (comments left out): a single
+    /// combined node with `controller.quorum.bootstrap.servers` naming itself.
+    #[test]
+    fn kafkas_own_server_properties_start_a_single_node() {
+        let text = "process.roles=broker,controller\nnode.id=1\n\
+            controller.quorum.bootstrap.servers=localhost:9093\n\
+            listeners=PLAINTEXT://:9092,CONTROLLER://:9093\ninter.broker.listener.name=PLAINTEXT\n\
+            advertised.listeners=PLAINTEXT://localhost:9092,CONTROLLER://localhost:9093\n\
+            controller.listener.names=CONTROLLER\n\
+            listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SSL:SSL,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL\n\
+            num.network.threads=3\nnum.io.threads=8\nsocket.send.buffer.bytes=102400\n\
+            socket.receive.buffer.bytes=102400\nsocket.request.max.bytes=104857600\n\
+            log.dirs=/tmp/kraft-combined-logs\nnum.partitions=1\n\
+            num.recovery.threads.per.data.dir=1\noffsets.topic.replication.factor=1\n\
+            share.coordinator.state.topic.replication.factor=1\n\
+            share.coordinator.state.topic.min.isr=1\ntransaction.state.log.replication.factor=1\n\
+            transaction.state.log.min.isr=1\nlog.retention.hours=168\n\
+            log.segment.bytes=1073741824\nlog.retention.check.interval.ms=300000\n";
+        let c = BrokerConfig::load(Some(text), Vec::new(), &[]).unwrap();
+        assert!(
+            c.broker && c.controller && c.voters.is_empty(),
+            "a quorum of itself"
+        );
+        assert_eq!(c.controller_listeners.len(), 1);
+        // Several bootstrap servers are a dynamic quorum (KIP-853), which Fjord does not run.
+        let e = load(&[
+            "controller.quorum.bootstrap.servers=a:9093,b:9093",
+            "listeners=PLAINTEXT://:0,CONTROLLER://:9093",
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("controller.quorum.bootstrap.servers"), "{e}");
     }
 
     #[test]

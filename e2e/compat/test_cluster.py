@@ -20,7 +20,8 @@ import pytest
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from support import Cluster, unique_name, wait_until
+from support import (Cluster, ClusterNode, kafka_storage_format, new_cluster_id, unique_name,
+                     wait_until)
 
 # Failover in a test's time: a silent broker is fenced after 3 s (Kafka's default is 9 s).
 FAST_FAILOVER = {
@@ -548,3 +549,56 @@ def test_two_replicas_down_is_not_enough_replicas_for_acks_all(tmp_path, kafka_b
         assert send("1") is None, "acks=1 with one replica left"
     finally:
         c.close()
+
+
+# Apache Kafka 4.3's `config/server.properties` as it ships (comments left out), with free
+# ports and a temporary log directory: one combined node whose quorum is itself
+# (`controller.quorum.bootstrap.servers`, formatted `--standalone` for Kafka).
+KAFKA_STOCK_SERVER_PROPERTIES = """\
+process.roles=broker,controller
+node.id=1
+controller.quorum.bootstrap.servers=localhost:{controller}
+listeners=PLAINTEXT://:{port},CONTROLLER://:{controller}
+inter.broker.listener.name=PLAINTEXT
+advertised.listeners=PLAINTEXT://localhost:{port},CONTROLLER://localhost:{controller}
+controller.listener.names=CONTROLLER
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SSL:SSL,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL
+num.network.threads=3
+num.io.threads=8
+socket.send.buffer.bytes=102400
+socket.receive.buffer.bytes=102400
+socket.request.max.bytes=104857600
+log.dirs={log_dirs}
+num.partitions=1
+num.recovery.threads.per.data.dir=1
+offsets.topic.replication.factor=1
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+log.retention.hours=168
+log.segment.bytes=1073741824
+log.retention.check.interval.ms=300000
+"""
+
+
+def test_kafkas_own_server_properties_start_a_node(tmp_path, kafka_bin):
+    """The file Apache Kafka 4.3 ships starts a node unchanged but for ports and directory:
+    topics are created through it and `kafka-metadata-quorum.sh --bootstrap-controller` sees
+    it lead its own quorum."""
+    node = ClusterNode(tmp_path / "node1", kafka_bin, 1)
+    node.config_path.write_text(KAFKA_STOCK_SERVER_PROPERTIES.format(
+        port=node.port, controller=node.controller_port, log_dirs=node.data_dir))
+    if node.target == "kafka":
+        kafka_storage_format(kafka_bin, node.config_path, new_cluster_id(), "--standalone")
+    try:
+        node.start()
+        topic = unique_name("stock")
+        run(kafka_bin, "kafka-topics.sh", "--bootstrap-server", node.bootstrap, "--create",
+            "--topic", topic, "--partitions", "2")
+        assert len(describe_partitions(kafka_bin, node.bootstrap, topic)) == 2
+        status = run(kafka_bin, "kafka-metadata-quorum.sh", "--bootstrap-controller",
+                     f"localhost:{node.controller_port}", "describe", "--status")
+        assert re.search(r"LeaderId:\s+1\b", status), status
+    finally:
+        node.close()

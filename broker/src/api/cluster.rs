@@ -75,7 +75,17 @@ pub fn describe_cluster(
     }
     if here == CONTROLLER_ENDPOINTS {
         let leader = broker.metadata.quorum_status().leader;
-        let voters = &broker.config.voters;
+        // A node alone (no `controller.quorum.voters`) is the one voter, on this listener.
+        let alone = broker.config.voters.is_empty().then(|| {
+            let l = broker.config.controller_listeners.first();
+            let host = l.map_or("", |l| l.host.as_str());
+            let voter = crate::quorum::VoterEndpoint {
+                host: if host.is_empty() { "localhost" } else { host }.to_string(),
+                port: l.map_or(0, |l| l.port),
+            };
+            std::collections::BTreeMap::from([(broker.config.node_id as u64, voter)])
+        });
+        let voters = alone.as_ref().unwrap_or(&broker.config.voters);
         let controller_id = leader
             .filter(|id| voters.contains_key(id))
             .map_or(-1, |id| id as i32);
