@@ -627,6 +627,29 @@ impl BrokerConfig {
             ));
         }
         let advertised_listeners = parse_listeners("advertised.listeners")?;
+        // The one bootstrap server of a standalone node must be this node's own controller
+        // listener: naming another would start a second, separate quorum.
+        if let (true, Some(server)) = (
+            voters.is_empty(),
+            raw.get("controller.quorum.bootstrap.servers"),
+        ) {
+            let port = server
+                .trim()
+                .rsplit_once(':')
+                .and_then(|(_, p)| p.parse::<u16>().ok());
+            if !controller_listeners
+                .iter()
+                .any(|l| Some(l.port) == port && l.port != 0)
+            {
+                return Err(Error::config(
+                    "controller.quorum.bootstrap.servers",
+                    format!(
+                        "`{server}` is not this node's controller listener; a quorum of several \
+                         nodes lists them in controller.quorum.voters"
+                    ),
+                ));
+            }
+        }
         if controller && (voters.len() > 1 || !broker) && controller_listeners.is_empty() {
             return Err(Error::config(
                 "controller.listener.names",
@@ -1119,6 +1142,14 @@ mod tests {
             "a quorum of itself"
         );
         assert_eq!(c.controller_listeners.len(), 1);
+        // Another node's controller is not this node's quorum.
+        let e = load(&[
+            "controller.quorum.bootstrap.servers=elsewhere:9094",
+            "listeners=PLAINTEXT://:0,CONTROLLER://:9093",
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("controller.quorum.bootstrap.servers"), "{e}");
         // Several bootstrap servers are a dynamic quorum (KIP-853), which Fjord does not run.
         let e = load(&[
             "controller.quorum.bootstrap.servers=a:9093,b:9093",
