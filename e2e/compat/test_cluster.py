@@ -103,6 +103,18 @@ def partition_view(bootstrap: str, topic: str):
     return md.topics[topic].partitions[0]
 
 
+def rf3_topic(bootstrap: str, prefix: str) -> str:
+    """A new topic of one partition, three replicas and `min.insync.replicas=2`, returned once
+    all three replicas are in sync."""
+    topic = unique_name(prefix)
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin.create_topics([NewTopic(topic, 1, 3, config={"min.insync.replicas": "2"})])[topic] \
+        .result(60)
+    wait_until(lambda: len(partition_view(bootstrap, topic).isrs) == 3, 60,
+               "three in-sync replicas")
+    return topic
+
+
 def quorum_leader(kafka_bin, bootstrap: str) -> int:
     status = run(kafka_bin, "kafka-metadata-quorum.sh", "--bootstrap-server", bootstrap,
                  "describe", "--status")
@@ -121,12 +133,7 @@ def test_no_acknowledged_record_is_lost(cluster, kafka_bin, fault):
     byte-identical. A consumer group reads and commits throughout: no record it saw was later
     truncated (each is in the final log at the offset it was read at), and the committed offset
     it reads back never goes backwards."""
-    topic = unique_name("failover")
-    admin = AdminClient({"bootstrap.servers": cluster.bootstrap})
-    admin.create_topics([NewTopic(topic, 1, 3, config={"min.insync.replicas": "2"})])[topic] \
-        .result(60)
-    wait_until(lambda: len(partition_view(cluster.bootstrap, topic).isrs) == 3, 60,
-               "three in-sync replicas")
+    topic = rf3_topic(cluster.bootstrap, "failover")
 
     acked: dict[int, int] = {}  # value -> offset
     failed: list[str] = []
@@ -521,12 +528,7 @@ def test_two_replicas_down_is_not_enough_replicas_for_acks_all(tmp_path, kafka_b
     c = Cluster(tmp_path, kafka_bin, 3, FAST_FAILOVER, brokers=3)
     try:
         c.start()
-        topic = unique_name("minisr")
-        admin = AdminClient({"bootstrap.servers": c.bootstrap})
-        admin.create_topics([NewTopic(topic, 1, 3, config={"min.insync.replicas": "2"})])[topic] \
-            .result(60)
-        wait_until(lambda: len(partition_view(c.bootstrap, topic).isrs) == 3, 60,
-                   "three in-sync replicas")
+        topic = rf3_topic(c.bootstrap, "minisr")
         leader = partition_view(c.bootstrap, topic).leader
         for x in c.nodes:
             if x.broker and x.node_id != leader:

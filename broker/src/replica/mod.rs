@@ -1157,10 +1157,8 @@ mod tests {
     use super::*;
     use crate::metadata::image::MetadataRecord;
 
-    /// The replica's leader epoch (stamped into batches, returned by ListOffsets) follows the
-    /// image's (returned by Metadata); it stayed 0 after a reassignment bumped the image's.
-    #[test]
-    fn the_leader_epoch_comes_from_the_image() {
+    /// A replica manager on a fresh log directory (kept alive by the returned guard).
+    fn replica_manager() -> (tempfile::TempDir, BrokerConfig, ReplicaManager) {
         let dir = tempfile::tempdir().unwrap();
         let config = BrokerConfig::load(
             None,
@@ -1169,6 +1167,14 @@ mod tests {
         )
         .unwrap();
         let replicas = ReplicaManager::new(&config).unwrap();
+        (dir, config, replicas)
+    }
+
+    /// The replica's leader epoch (stamped into batches, returned by ListOffsets) follows the
+    /// image's (returned by Metadata); it stayed 0 after a reassignment bumped the image's.
+    #[test]
+    fn the_leader_epoch_comes_from_the_image() {
+        let (_dir, config, replicas) = replica_manager();
         let topic_id = Uuid::new_v4();
         let partition = |epoch| MetadataRecord::Partition {
             topic_id,
@@ -1234,14 +1240,7 @@ mod tests {
     /// record set, and the follower's high watermark stood still.
     #[test]
     fn a_follower_takes_the_high_watermark_from_a_response_without_records() {
-        let dir = tempfile::tempdir().unwrap();
-        let config = BrokerConfig::load(
-            None,
-            Vec::new(),
-            &[format!("log.dirs={}", dir.path().display())],
-        )
-        .unwrap();
-        let replicas = ReplicaManager::new(&config).unwrap();
+        let (_dir, config, replicas) = replica_manager();
         let topic_id = Uuid::new_v4();
         let leader = config.node_id + 1;
         let mut image = MetadataImage::default();
@@ -1280,14 +1279,7 @@ mod tests {
     /// is what consumers may read and what an `acks=all` produce waits for.
     #[tokio::test]
     async fn follower_fetches_advance_the_high_watermark_and_release_acks_all() {
-        let dir = tempfile::tempdir().unwrap();
-        let config = BrokerConfig::load(
-            None,
-            Vec::new(),
-            &[format!("log.dirs={}", dir.path().display())],
-        )
-        .unwrap();
-        let replicas = ReplicaManager::new(&config).unwrap();
+        let (_dir, config, replicas) = replica_manager();
         let me = config.node_id;
         let (f1, f2) = (me + 1, me + 2);
         let topic_id = Uuid::new_v4();

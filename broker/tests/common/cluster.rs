@@ -77,6 +77,20 @@ fn overrides(
 }
 
 impl Cluster {
+    /// No nodes yet; `voters` are (node id, controller port) on loopback.
+    fn empty(voters: &[(i32, u16)], extra: &[&str], dirs: Vec<tempfile::TempDir>) -> Cluster {
+        let voters: Vec<String> = voters
+            .iter()
+            .map(|(id, port)| format!("{id}@127.0.0.1:{port}"))
+            .collect();
+        Cluster {
+            nodes: Vec::new(),
+            voters: format!("controller.quorum.voters={}", voters.join(",")),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            _dirs: dirs,
+        }
+    }
+
     /// `n` nodes, each with `extra` settings on top of the test defaults; returns once every
     /// node serves and sees every broker registered.
     pub async fn start(n: i32, extra: &[&str]) -> TestResult<Cluster> {
@@ -94,16 +108,11 @@ impl Cluster {
             bound.push((id, dir.path().to_path_buf(), clients, controllers));
             dirs.push(dir);
         }
-        let voters: Vec<String> = bound
+        let voters = bound
             .iter()
-            .map(|(id, _, _, c)| Ok(format!("{id}@127.0.0.1:{}", c[0].local_addr()?.port())))
-            .collect::<TestResult<_>>()?;
-        let mut cluster = Cluster {
-            nodes: Vec::new(),
-            voters: format!("controller.quorum.voters={}", voters.join(",")),
-            extra: extra.iter().map(|s| s.to_string()).collect(),
-            _dirs: dirs,
-        };
+            .map(|(id, _, _, c)| Ok((*id, c[0].local_addr()?.port())))
+            .collect::<TestResult<Vec<_>>>()?;
+        let mut cluster = Cluster::empty(&voters, extra, dirs);
         for (id, dir, clients, controllers) in bound {
             let addr = clients[0].local_addr()?;
             let controller_port = Some(controllers[0].local_addr()?.port());
@@ -141,16 +150,11 @@ impl Cluster {
             bound.push((id, dir.path().to_path_buf(), controllers));
             dirs.push(dir);
         }
-        let voters: Vec<String> = bound
+        let voters = bound
             .iter()
-            .map(|(id, _, c)| Ok(format!("{id}@127.0.0.1:{}", c[0].local_addr()?.port())))
-            .collect::<TestResult<_>>()?;
-        let mut cluster = Cluster {
-            nodes: Vec::new(),
-            voters: format!("controller.quorum.voters={}", voters.join(",")),
-            extra: extra.iter().map(|s| s.to_string()).collect(),
-            _dirs: dirs,
-        };
+            .map(|(id, _, c)| Ok((*id, c[0].local_addr()?.port())))
+            .collect::<TestResult<Vec<_>>>()?;
+        let mut cluster = Cluster::empty(&voters, extra, dirs);
         for (id, dir, controllers) in bound {
             let addr = controllers[0].local_addr()?;
             let mut node = Node {
